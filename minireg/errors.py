@@ -1,0 +1,37 @@
+"""Exceptions raised by minireg.
+
+Bad input raises a subclass of ValueError or TypeError, so code that already catches those keeps
+working, and every minireg error can be caught at once as ``MiniregError``.
+"""
+
+
+class MiniregError(Exception):
+    """Base class of every error minireg raises on purpose."""
+
+
+class ShapeError(MiniregError, ValueError):
+    """Shapes that cannot be combined (broadcasting, matmul, layer inputs, checkpoints)."""
+
+
+class DeviceError(MiniregError, ValueError):
+    """Tensors on different devices met in one op; minireg never copies between devices silently."""
+
+
+class BackendUnavailableError(MiniregError, ValueError):
+    """A backend was asked for that is unknown or cannot run here (e.g. CuPy without a GPU)."""
+
+
+class DTypeError(MiniregError, TypeError):
+    """A dtype that the operation does not accept (e.g. requires_grad on integer data)."""
+
+
+class GraphError(MiniregError, ValueError):
+    """Misuse of the autograd graph: backward twice without retain_graph, non-scalar backward, ..."""
+
+
+class NonFiniteError(MiniregError, ValueError):
+    """NaN or infinity where finite numbers are required (gradient checks, training losses)."""
+
+
+class GradcheckError(MiniregError, AssertionError):
+    """Analytic and numerical gradients disagree; the message names the worst element."""
