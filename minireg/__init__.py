@@ -1,0 +1,16 @@
+"""minireg: a small autograd engine for studying regularization in deep learning."""
+from minireg import backend
+from minireg import functional
+from minireg import functional as F
+from minireg._config import enable_grad, get_default_dtype, is_grad_enabled, no_grad, set_default_dtype
+from minireg.autograd import grad
+from minireg.backend import available_backends, current_backend, get_backend, set_backend, using_backend
+from minireg.errors import (BackendUnavailableError, DeviceError, DTypeError, GradcheckError, GraphError,
+                            MiniregError, NonFiniteError, ShapeError)
+from minireg.function import Function
+from minireg.functional import (abs, clip, concatenate, elu, exp, flatten, leaky_relu, log, log_softmax, logsumexp,
+                                matmul, maximum, mean, minimum, pad, relu, reshape, sigmoid, sign, softmax, softplus,
+                                sqrt, stack, tanh, transpose, where)
+from minireg.tensor import Tensor, tensor
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""The generic backend: any array-API namespace on one device.
+
+A backend is the only place ops meet an array library. It holds the namespace ``xp`` (array-API
+functions), the device, array creation on that device, the few primitives the array API lacks
+(scatter-add, padding, sliding windows, host-seeded random numbers, synchronize) and the kernel
+table of compiled regularizer kernels. Subclasses override primitives with faster library calls;
+the generic versions here use only the array API, so they also run on array_api_strict's fake
+device, which is how the test suite catches host round-trips without a GPU.
+"""
+import numpy as np
+
+from minireg.errors import DeviceError
+
+
+class Backend:
+    name = "array_api"
+
+    def __init__(self, xp, device=None, name=None, kernels=None):
+        self.xp = xp
+        self.device = device
+        if name is not None:
+            self.name = name
+        self._kernels = kernels
+        self._float_dtypes = {}
+
+    @property
+    def kernels(self):
+        """The kernel table (regularizer updates); built on first use to keep import light."""
+        if self._kernels is None:
+            self._kernels = self._make_kernels()
+        return self._kernels
+
+    def _make_kernels(self):
+        from minireg.kernels import Kernels
+        return Kernels(self.xp)
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def device_name(self):
+        return self.name if self.device is None else f"{self.name}:{self.device}"
+
+    def __repr__(self):
+        return f"<Backend {self.device_name}>"
+
+    def owns(self, array):
+        """True when ``array`` is an array of this library on this backend's device."""
+        try:
+            return array.__array_namespace__() is self.xp and array.device == self.device
+        except AttributeError:
+            return False
+
+    def is_float(self, dtype):
+        """Whether ``dtype`` is a real floating dtype (cached: called on every op's hot path)."""
+        try:
+            return self._float_dtypes[dtype]
+        except KeyError:
+            result = self._float_dtypes[dtype] = bool(self.xp.isdtype(dtype, "real floating"))
+            return result
+
+    # -- creation and transfer ------------------------------------------------------------------
+    def asarray(self, obj, dtype=None):
+        """An array on this backend's device from host data (Python scalars, lists, NumPy arrays)."""
+        if isinstance(obj, np.ndarray):
+            obj = obj.tolist() if obj.ndim == 0 else obj
+        return self.xp.asarray(obj, dtype=dtype, device=self.device)
+
+    def from_numpy(self, array):
+        return self.asarray(array)
+
+    def to_numpy(self, array):
+        """An explicit copy to the host; the only way data leaves the device."""
+        return np.from_dlpack(self.xp.asarray(array, device=self.xp.Device("CPU_DEVICE")))
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype=dtype, device=self.device)
+
+    def ones(self, shape, dtype):
+        return self.xp.ones(shape, dtype=dtype, device=self.device)
+
+    def full(self, shape, value, dtype):
+        return self.xp.full(shape, value, dtype=dtype, device=self.device)
+
+    def dtype(self, name):
+        """This library's dtype object for a NumPy dtype or name ('float32', np.float64, ...)."""
+        return getattr(self.xp, np.dtype(name).name)
+
+    # -- random numbers: drawn on the host from a NumPy Generator, so every backend sees the
+    # same numbers for the same seed (device RNG streams differ between libraries) -------------
+    def random_normal(self, generator, shape, dtype, mean=0.0, std=1.0):
+        return self.from_numpy(generator.normal(mean, std, size=shape).astype(np.dtype(str(dtype).split(".")[-1])))
+
+    def random_uniform(self, generator, shape, dtype, low=0.0, high=1.0):
+        return self.from_numpy(generator.uniform(low, high, size=shape).astype(np.dtype(str(dtype).split(".")[-1])))
+
+    # -- primitives the array API lacks ---------------------------------------------------------
+    def scatter_add(self, target, index, values):
+        """``target[index] += values`` with repeated indices accumulating (numpy.add.at semantics).
+
+        Generic version: index an array of flat positions, then sum ``values`` into those
+        positions with a one-hot matrix product. O(n * target.size) memory: fine for tests,
+        overridden by every real backend.
+        """
+        xp = self.xp
+        positions = xp.reshape(xp.arange(target.size, device=self.device), target.shape)[index]
+        positions = xp.reshape(positions, (-1,))
+        flat_values = xp.reshape(xp.broadcast_to(values, positions.shape if values.ndim == 0 else values.shape), (1, -1))
+        onehot = xp.astype(positions[:, None] == xp.arange(target.size, device=self.device)[None, :], target.dtype)
+        return target + xp.reshape(xp.matmul(flat_values, onehot), target.shape)
+
+    def pad(self, x, pad_width, value=0.0):
+        """Constant padding; ``pad_width`` is one (before, after) pair per axis."""
+        xp = self.xp
+        for axis, (before, after) in enumerate(pad_width):
+            parts = []
+            for size in (before, after):
+                shape = list(x.shape)
+                shape[axis] = size
+                parts.append(self.full(tuple(shape), value, x.dtype))
+            x = xp.concat([parts[0], x, parts[1]], axis=axis)
+        return x
+
+    def synchronize(self):
+        """Wait for queued device work (a no-op on the CPU); benchmarks call it before reading clocks."""

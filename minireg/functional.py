@@ -1,0 +1,638 @@
+"""Every op of minireg, as a Function class and a lowercase function (``import minireg.functional as F``).
+
+Each Function's ``forward`` computes on raw arrays with the backend namespace ``self.xp`` (array-API
+functions only, so the same code runs on NumPy, CuPy and test backends); ``backward`` is written with
+these same differentiable ops. Gradient reduction over broadcast axes happens once, in the backward
+pass (minireg.autograd), so binary ops return full-shape gradients.
+
+Subgradient convention at kinks: the minimum-norm subgradient, as in PyTorch. d|x|/dx = 0 and
+relu'(x) = 0 at x = 0; clip has gradient 0 at its bounds; leaky_relu has slope ``negative_slope``
+at 0; max/min/maximum/minimum split the gradient evenly between tied elements.
+"""
+import builtins
+import math
+
+from minireg.function import Function
+from minireg.errors import ShapeError
+from minireg.tensor import Tensor, as_tensor, tensor
+
+
+def _t(x, like=None):
+    """Accept arrays and scalars wherever a Tensor is expected."""
+    if isinstance(x, Tensor):
+        return x
+    return as_tensor(x, like) if like is not None else tensor(x)
+
+
+def _axes(axis, ndim):
+    """Normalize None | int | tuple into a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ShapeError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+# ==== arithmetic ===================================================================================
+class Add(Function):
+    def forward(self, a, b): return a + b
+    def backward(self, gy): return gy, gy
+
+
+class Sub(Function):
+    def forward(self, a, b): return a - b
+    def backward(self, gy): return gy, -gy
+
+
+class Mul(Function):
+    def forward(self, a, b): return a * b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return gy * b, gy * a
+
+
+class Div(Function):
+    def forward(self, a, b): return a / b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gy / b
+        return ga, (-ga * a / b) if b.requires_grad else None
+
+
+class Neg(Function):
+    def forward(self, a): return -a
+    def backward(self, gy): return (-gy,)
+
+
+class Pow(Function):
+    def forward(self, a, b): return self.xp.pow(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gy * b * a ** (b - 1) if a.requires_grad else None
+        gb = gy * self.output * log(a) if b.requires_grad else None
+        return ga, gb
+
+
+class Exp(Function):
+    def forward(self, a): return self.xp.exp(a)
+    def backward(self, gy): return (gy * self.output,)
+
+
+class Log(Function):
+    def forward(self, a): return self.xp.log(a)
+    def backward(self, gy): return (gy / self.inputs[0],)
+
+
+class Sqrt(Function):
+    def forward(self, a): return self.xp.sqrt(a)
+    def backward(self, gy): return (gy * 0.5 / self.output,)
+
+
+class Abs(Function):
+    def forward(self, a): return self.xp.abs(a)
+    def backward(self, gy): return (gy * sign(self.inputs[0]),)
+
+
+class Sign(Function):
+    def forward(self, a): return self.xp.sign(a)
+    def backward(self, gy): return (self.const(self.xp.zeros_like(gy.data)),)
+
+
+class Clip(Function):
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, a): return self.xp.clip(a, self.lo, self.hi)
+
+    def backward(self, gy):
+        a = self.inputs[0].data
+        inside = self.xp.ones_like(a, dtype=self.xp.bool)
+        if self.lo is not None:
+            inside = inside & (a > self.lo)
+        if self.hi is not None:
+            inside = inside & (a < self.hi)
+        return (gy * self.const(self.xp.astype(inside, a.dtype)),)
+
+
+class Maximum(Function):
+    sign = 1
+
+    def forward(self, a, b): return self.xp.maximum(a, b) if self.sign > 0 else self.xp.minimum(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs[0].data, self.inputs[1].data
+        xp = self.xp
+        wins = (a > b) if self.sign > 0 else (a < b)
+        dtype = xp.result_type(a, b)
+        share_a = xp.astype(wins, dtype) + 0.5 * xp.astype(a == b, dtype)  # ties split evenly
+        share_a = self.const(share_a)
+        return gy * share_a, gy * (1 - share_a)
+
+
+class Minimum(Maximum):
+    sign = -1
+
+
+class Where(Function):
+    def __init__(self, condition):
+        self.condition = condition
+
+    def forward(self, a, b): return self.xp.where(self.condition, a, b)
+
+    def backward(self, gy):
+        mask = self.const(self.xp.astype(self.condition, gy.dtype))
+        return gy * mask, gy * (1 - mask)
+
+
+def add(a, b): return _t(a, b if isinstance(b, Tensor) else None) + b
+def subtract(a, b): return _t(a, b if isinstance(b, Tensor) else None) - b
+def multiply(a, b): return _t(a, b if isinstance(b, Tensor) else None) * b
+def divide(a, b): return _t(a, b if isinstance(b, Tensor) else None) / b
+def power(a, b): return _t(a, b if isinstance(b, Tensor) else None) ** b
+def negative(x): return Neg()(_t(x))
+def exp(x): return Exp()(_t(x))
+def log(x): return Log()(_t(x))
+def sqrt(x): return Sqrt()(_t(x))
+def abs(x): return Abs()(_t(x))
+def sign(x): return Sign()(_t(x))
+
+
+def clip(x, min=None, max=None):
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"clip: min ({min}) must not exceed max ({max})")
+    return Clip(min, max)(_t(x))
+
+
+def _pair(a, b):
+    if not isinstance(a, Tensor):
+        b = _t(b)
+        a = as_tensor(a, b)
+    return a, as_tensor(b, a)
+
+
+def maximum(a, b): return Maximum()(*_pair(a, b))
+def minimum(a, b): return Minimum()(*_pair(a, b))
+
+
+def where(condition, a, b):
+    """Elementwise ``a`` where ``condition`` else ``b``; ``condition`` is a boolean mask (no gradient)."""
+    a, b = _pair(a, b)
+    condition = condition.data if isinstance(condition, Tensor) else a.backend.asarray(condition)
+    return Where(condition)(a, b)
+
+
+def compare(a, b, op):
+    """Elementwise comparison (``less``, ``greater``, ...) as a constant boolean tensor."""
+    a, b = _pair(a, b)
+    return Tensor._make(getattr(a.backend.xp, op)(a.data, b.data), a.backend)
+
+
+# ==== matmul =======================================================================================
+class MatMul(Function):
+    def forward(self, a, b):
+        if a.shape[-1] != b.shape[-2]:
+            raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
+                             f"{a.shape[-1]} (last axis of the first) != {b.shape[-2]} (second-to-last of the second)")
+        return self.xp.matmul(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = matmul(gy, swapaxes(b, -1, -2)) if a.requires_grad else None
+        gb = matmul(swapaxes(a, -1, -2), gy) if b.requires_grad else None
+        return ga, gb
+
+
+def matmul(a, b):
+    """Matrix product with NumPy semantics: batched over leading axes, 1-D operands promoted."""
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1 and b.ndim == 1:
+        return MatMul()(reshape(a, (1, -1)), reshape(b, (-1, 1))).reshape(())
+    if a.ndim == 1:
+        y = MatMul()(reshape(a, (1, -1)), b)
+        return squeeze(y, -2)
+    if b.ndim == 1:
+        return squeeze(MatMul()(a, reshape(b, (-1, 1))), -1)
+    return MatMul()(a, b)
+
+
+# ==== reductions ===================================================================================
+class Sum(Function):
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a):
+        self.axes = _axes(self.axis, a.ndim)
+        return self.xp.sum(a, axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        shape = self.inputs[0].shape
+        if not self.keepdims:
+            gy = reshape(gy, _keepdims_shape(shape, self.axes))
+        return (broadcast_to(gy, shape),)
+
+
+class Max(Function):
+    """Max over axes; the gradient is shared evenly by tied maxima (minimum-norm subgradient)."""
+    reduce = "max"
+
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a):
+        self.axes = _axes(self.axis, a.ndim)
+        if a.size == 0:
+            raise ShapeError(f"{self.reduce} of an empty tensor of shape {tuple(a.shape)} is undefined")
+        return getattr(self.xp, self.reduce)(a, axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        xp, x = self.xp, self.inputs[0].data
+        kshape = _keepdims_shape(x.shape, self.axes)
+        hits = xp.astype(x == xp.reshape(self.output.data, kshape), x.dtype)
+        share = self.const(hits / xp.sum(hits, axis=self.axes, keepdims=True))
+        return (broadcast_to(reshape(gy, kshape), x.shape) * share,)
+
+
+class Min(Max):
+    reduce = "min"
+
+
+def sum(x, axis=None, keepdims=False): return Sum(axis, keepdims)(_t(x))
+def max(x, axis=None, keepdims=False): return Max(axis, keepdims)(_t(x))
+def min(x, axis=None, keepdims=False): return Min(axis, keepdims)(_t(x))
+
+
+def mean(x, axis=None, keepdims=False):
+    x = _t(x)
+    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim))
+    return sum(x, axis, keepdims) * (1.0 / count if count else math.nan)
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    """Variance with NumPy's ``ddof`` (0: population variance, as in batch normalization)."""
+    x = _t(x)
+    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim))
+    centered = x - mean(x, axis, keepdims=True)
+    return sum(centered * centered, axis, keepdims) * (1.0 / builtins.max(count - ddof, 0) if count > ddof else math.nan)
+
+
+def argmax(x, axis=None):
+    """Indices of maxima (an integer tensor, no gradient)."""
+    x = _t(x)
+    return Tensor._make(x.backend.xp.argmax(x.data, axis=axis), x.backend)
+
+
+def argmin(x, axis=None):
+    x = _t(x)
+    return Tensor._make(x.backend.xp.argmin(x.data, axis=axis), x.backend)
+
+
+# ==== shape ========================================================================================
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, a): return self.xp.reshape(a, self.shape)
+    def backward(self, gy): return (reshape(gy, self.inputs[0].shape),)
+
+
+class Transpose(Function):
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, a):
+        if self.axes is None:
+            self.axes = tuple(range(a.ndim))[::-1]
+        if sorted(a_ % builtins.max(a.ndim, 1) for a_ in self.axes) != list(range(a.ndim)):
+            raise ShapeError(f"transpose: axes {self.axes} are not a permutation of {a.ndim} axes")
+        self.axes = tuple(a_ % a.ndim for a_ in self.axes)
+        return self.xp.permute_dims(a, self.axes)
+
+    def backward(self, gy):
+        inverse = [0] * len(self.axes)
+        for i, a in enumerate(self.axes):
+            inverse[a] = i
+        return (transpose(gy, tuple(inverse)),)
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, a): return self.xp.broadcast_to(a, self.shape)
+    def backward(self, gy): return (sum_to(gy, self.inputs[0].shape),)
+
+
+class SumTo(Function):
+    """Sum a broadcast array back down to ``shape`` (the adjoint of broadcast_to)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, a):
+        lead = a.ndim - len(self.shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(self.shape) if s == 1 and a.shape[lead + i] != 1)
+        y = self.xp.sum(a, axis=axes, keepdims=True) if axes else a
+        return self.xp.reshape(y, self.shape) if lead else y
+
+    def backward(self, gy): return (broadcast_to(gy, self.inputs[0].shape),)
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, a): return self.xp.astype(a, self.dtype)
+    def backward(self, gy): return (cast(gy, self.inputs[0].dtype),)
+
+
+def reshape(x, shape):
+    x = _t(x)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return x if shape == x.shape else Reshape(shape)(x)
+
+
+def transpose(x, axes=None): return Transpose(None if axes is None else tuple(axes))(_t(x))
+permute = transpose
+
+
+def swapaxes(x, axis1, axis2):
+    x = _t(x)
+    axes = list(range(x.ndim))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return transpose(x, axes)
+
+
+def broadcast_to(x, shape):
+    x = _t(x)
+    return x if tuple(shape) == x.shape else BroadcastTo(shape)(x)
+
+
+def sum_to(x, shape):
+    x = _t(x)
+    return x if tuple(shape) == x.shape else SumTo(shape)(x)
+
+
+def cast(x, dtype):
+    x = _t(x)
+    return x if x.dtype == dtype else Cast(dtype)(x)
+
+
+def flatten(x, start_axis=0, end_axis=-1):
+    """Merge axes ``start_axis..end_axis`` into one (all of them by default, like ndarray.flatten)."""
+    x = _t(x)
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start, end = start_axis % x.ndim, end_axis % x.ndim
+    return reshape(x, x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
+
+
+def squeeze(x, axis=None):
+    x = _t(x)
+    axes = tuple(i for i, s in enumerate(x.shape) if s == 1) if axis is None else _axes(axis, x.ndim)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
+    return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def expand_dims(x, axis):
+    x = _t(x)
+    axis = axis % (x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+# ==== indexing, joining, padding ===================================================================
+class GetItem(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, a): return a[self.index]
+    def backward(self, gy): return (IndexAdd(self.index, self.inputs[0].shape)(gy),)
+
+
+class IndexAdd(Function):
+    """zeros(shape) with ``gy`` added at ``index``; repeated indices accumulate (getitem's adjoint)."""
+
+    def __init__(self, index, shape):
+        self.index, self.shape = index, shape
+
+    def forward(self, gy):
+        zeros = self.backend.zeros(self.shape, gy.dtype)
+        if not _has_array(self.index):    # slices/ints address each element once: plain assignment
+            zeros[self.index] = gy
+            return zeros
+        return self.backend.scatter_add(zeros, self.index, gy)
+
+    def backward(self, ggx): return (getitem(ggx, self.index),)
+
+
+def _has_array(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return builtins.any(hasattr(i, "shape") and i.ndim > 0 or isinstance(i, (list,)) for i in items)
+
+
+def getitem(x, index):
+    """NumPy indexing: ints, slices, None, Ellipsis, integer arrays (duplicates accumulate in backward)."""
+    x = _t(x)
+    items = index if isinstance(index, tuple) else (index,)
+    converted = []
+    for i in items:
+        if isinstance(i, Tensor):
+            i = i.data
+        elif isinstance(i, list) or (hasattr(i, "shape") and not x.backend.owns(i)):
+            i = x.backend.asarray(i)
+        converted.append(i)
+    index = tuple(converted) if isinstance(index, tuple) else converted[0]
+    try:
+        return GetItem(index)(x)
+    except IndexError as exc:
+        raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape {x.shape}: {exc}") from exc
+
+
+class Concatenate(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *arrays):
+        ndim = arrays[0].ndim
+        for a in arrays:
+            if a.ndim != ndim:
+                raise ValueError("all inputs must have the same number of dimensions")
+        self.axis = self.axis % ndim
+        return self.xp.concat(arrays, axis=self.axis)
+
+    def backward(self, gy):
+        grads, start = [], 0
+        for x in self.inputs:
+            index = (slice(None),) * self.axis + (slice(start, start + x.shape[self.axis]),)
+            grads.append(gy[index])
+            start += x.shape[self.axis]
+        return tuple(grads)
+
+
+def concatenate(tensors, axis=0):
+    tensors = [_t(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor")
+    return Concatenate(axis)(*tensors)
+
+
+def stack(tensors, axis=0):
+    tensors = [_t(t) for t in tensors]
+    if len({t.shape for t in tensors}) > 1:
+        raise ShapeError(f"stack: all tensors must have the same shape, got {[t.shape for t in tensors]}")
+    return concatenate([expand_dims(t, axis) for t in tensors], axis)
+
+
+class Pad(Function):
+    def __init__(self, pad_width, value):
+        self.pad_width, self.value = pad_width, value
+
+    def forward(self, a): return self.backend.pad(a, self.pad_width, self.value)
+
+    def backward(self, gy):
+        index = tuple(slice(before, before + size) for (before, _), size in zip(self.pad_width, self.inputs[0].shape))
+        return (gy[index],)
+
+
+def pad(x, pad_width, value=0.0):
+    """Constant padding. ``pad_width``: an int, a (before, after) pair, or one pair per axis."""
+    x = _t(x)
+    if isinstance(pad_width, int):
+        pad_width = ((pad_width, pad_width),) * x.ndim
+    elif len(pad_width) == 2 and all(isinstance(p, int) for p in pad_width):
+        pad_width = (tuple(pad_width),) * x.ndim
+    pad_width = tuple((int(b), int(a)) for b, a in pad_width)
+    if len(pad_width) != x.ndim or builtins.any(b < 0 or a < 0 for b, a in pad_width):
+        raise ShapeError(f"pad: expected {x.ndim} non-negative (before, after) pairs, got {pad_width}")
+    return Pad(pad_width, value)(x)
+
+
+# ==== activations ==================================================================================
+class ReLU(Function):
+    def forward(self, a): return self.xp.clip(a, 0, None)
+
+    def backward(self, gy):
+        a = self.inputs[0].data
+        return (gy * self.const(self.xp.astype(a > 0, a.dtype)),)
+
+
+class LeakyReLU(Function):
+    def __init__(self, negative_slope):
+        self.slope = negative_slope
+
+    def forward(self, a): return self.xp.where(a > 0, a, a * self.slope)
+
+    def backward(self, gy):
+        a = self.inputs[0].data
+        one = self.xp.ones_like(a)
+        return (gy * self.const(self.xp.where(a > 0, one, one * self.slope)),)
+
+
+class ELU(Function):
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, a):
+        xp = self.xp
+        return xp.where(a > 0, a, self.alpha * xp.expm1(xp.clip(a, None, 0)))
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        positive = self.const(self.xp.astype(x.data > 0, x.dtype))
+        return (gy * (positive + (1 - positive) * self.alpha * exp(clip(x, None, 0))),)
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        xp = self.xp
+        e = xp.exp(-xp.abs(a))                       # never overflows
+        return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+    def backward(self, gy):
+        y = self.output
+        return (gy * y * (1 - y),)
+
+
+class Tanh(Function):
+    def forward(self, a): return self.xp.tanh(a)
+
+    def backward(self, gy):
+        y = self.output
+        return (gy * (1 - y * y),)
+
+
+class Softplus(Function):
+    def forward(self, a):
+        xp = self.xp
+        return xp.log1p(xp.exp(-xp.abs(a))) + xp.clip(a, 0, None)
+
+    def backward(self, gy): return (gy * sigmoid(self.inputs[0]),)
+
+
+class LogSumExp(Function):
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a):
+        xp = self.xp
+        self.axes = _axes(self.axis, a.ndim)
+        m = xp.max(a, axis=self.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))  # all -inf rows give -inf, not NaN
+        y = xp.log(xp.sum(xp.exp(a - m), axis=self.axes, keepdims=True)) + m
+        return y if self.keepdims else xp.reshape(y, tuple(s for i, s in enumerate(a.shape) if i not in self.axes))
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        kshape = _keepdims_shape(x.shape, self.axes)
+        return (reshape(gy, kshape) * exp(x - reshape(self.output, kshape)),)
+
+
+class Softmax(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, a):
+        xp = self.xp
+        e = xp.exp(a - xp.max(a, axis=self.axis, keepdims=True))
+        return e / xp.sum(e, axis=self.axis, keepdims=True)
+
+    def backward(self, gy):
+        y = self.output
+        return (y * (gy - sum(gy * y, self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, a):
+        xp = self.xp
+        m = xp.max(a, axis=self.axis, keepdims=True)
+        shifted = a - m
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.axis, keepdims=True))
+
+    def backward(self, gy):
+        return (gy - exp(self.output) * sum(gy, self.axis, keepdims=True),)
+
+
+def relu(x): return ReLU()(_t(x))
+def leaky_relu(x, negative_slope=0.01): return LeakyReLU(negative_slope)(_t(x))
+def elu(x, alpha=1.0): return ELU(alpha)(_t(x))
+def sigmoid(x): return Sigmoid()(_t(x))
+def tanh(x): return Tanh()(_t(x))
+def softplus(x): return Softplus()(_t(x))
+def logsumexp(x, axis=None, keepdims=False): return LogSumExp(axis, keepdims)(_t(x))
+def softmax(x, axis=-1): return Softmax(axis)(_t(x))
+def log_softmax(x, axis=-1): return LogSoftmax(axis)(_t(x))

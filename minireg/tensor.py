@@ -1,0 +1,201 @@
+"""Tensor: an array on a backend, plus what autograd needs (grad, the op that made it, generation)."""
+import numpy as np
+
+from minireg import backend as _backends
+from minireg._config import get_default_dtype
+from minireg.errors import DTypeError, DeviceError, GraphError
+
+
+class Tensor:
+    # Class-level defaults keep op outputs cheap to create: only data and backend are set per tensor.
+    grad = None
+    creator = None          # the Function that produced this tensor (None for leaves)
+    generation = 0
+    requires_grad = False
+    name = None
+    __array_ufunc__ = None  # NumPy defers to Tensor's reflected operators: np_array + tensor -> Tensor
+
+    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        backend = _backends.current_backend()
+        if isinstance(data, (bool, int, float, list, tuple)):
+            data = np.asarray(data, dtype=np.dtype(dtype) if dtype is not None else get_default_dtype())
+            dtype = None
+        elif not isinstance(data, np.ndarray):
+            backend = _backends.backend_of(data)   # an array of another library stays on its device
+        if isinstance(data, np.ndarray) and backend.name != "numpy":
+            data = backend.from_numpy(data)        # explicit creation from host data
+        elif isinstance(data, np.generic):
+            data = np.asarray(data)
+        if dtype is not None:
+            data = backend.xp.astype(data, backend.dtype(dtype))
+        self.data = data
+        self.backend = backend
+        self.name = name
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, data, backend):
+        t = object.__new__(Tensor)
+        t.data = data
+        t.backend = backend
+        return t
+
+    # -- properties -----------------------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: self.backend.device_name)
+    is_leaf = property(lambda self: self.creator is None)
+    T = property(lambda self: F.transpose(self))
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extras = [f"dtype={np.dtype(str(self.dtype).split('.')[-1]).name}"]
+        if self.backend.name != "numpy":
+            extras.append(f"device={self.device!r}")
+        if self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"tensor({body}, {', '.join(extras)})"
+
+    # -- autograd -------------------------------------------------------------------------------
+    def requires_grad_(self, flag=True):
+        if flag and not self.backend.is_float(self.dtype):
+            raise DTypeError(f"only floating tensors can require gradients, got dtype {self.dtype}; "
+                             f"convert with .astype('float32') first")
+        self.requires_grad = flag
+        return self
+
+    def backward(self, grad=None, retain_graph=False, create_graph=False):
+        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad."""
+        from minireg.autograd import backward_pass
+        if not self.requires_grad:
+            raise GraphError("backward on a tensor that does not require grad (no graph was recorded)")
+        if grad is None:
+            if self.size != 1:
+                raise GraphError(f"backward on a non-scalar tensor of shape {self.shape} needs a grad argument "
+                                 f"of the same shape (or reduce it first, e.g. loss.sum())")
+            grad = self._ones_like()
+        else:
+            grad = as_tensor(grad, like=self)
+        backward_pass([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+
+    def detach(self):
+        """The same data without history (shares memory)."""
+        return Tensor._make(self.data, self.backend)
+
+    def _ones_like(self):
+        return Tensor._make(self.backend.xp.ones_like(self.data), self.backend)
+
+    # -- conversion -----------------------------------------------------------------------------
+    def numpy(self):
+        """The values as a NumPy array (copied from the device when not on the CPU)."""
+        return self.backend.to_numpy(self.data)
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device):
+        """A copy on ``device`` ("cpu", "cuda", a backend name or Backend), as a new leaf."""
+        target = _backends.get_backend(device)
+        if target is self.backend:
+            return self
+        t = Tensor._make(target.from_numpy(self.backend.to_numpy(self.data)), target)
+        return t.requires_grad_(self.requires_grad)
+
+    def astype(self, dtype):
+        return F.cast(self, self.backend.dtype(dtype))
+
+    # -- operators (one line each; the ops live in minireg.functional) --------------------------
+    def __add__(self, other): return F.Add()(self, as_tensor(other, like=self))
+    def __radd__(self, other): return F.Add()(as_tensor(other, like=self), self)
+    def __sub__(self, other): return F.Sub()(self, as_tensor(other, like=self))
+    def __rsub__(self, other): return F.Sub()(as_tensor(other, like=self), self)
+    def __mul__(self, other): return F.Mul()(self, as_tensor(other, like=self))
+    def __rmul__(self, other): return F.Mul()(as_tensor(other, like=self), self)
+    def __truediv__(self, other): return F.Div()(self, as_tensor(other, like=self))
+    def __rtruediv__(self, other): return F.Div()(as_tensor(other, like=self), self)
+    def __pow__(self, other): return F.Pow()(self, as_tensor(other, like=self))
+    def __rpow__(self, other): return F.Pow()(as_tensor(other, like=self), self)
+    def __neg__(self): return F.Neg()(self)
+    def __pos__(self): return self
+    def __matmul__(self, other): return F.matmul(self, other)
+    def __rmatmul__(self, other): return F.matmul(other, self)
+    def __getitem__(self, index): return F.getitem(self, index)
+    # comparisons give constant boolean tensors (masks); == stays identity so tensors can key dicts
+    def __lt__(self, other): return F.compare(self, other, "less")
+    def __le__(self, other): return F.compare(self, other, "less_equal")
+    def __gt__(self, other): return F.compare(self, other, "greater")
+    def __ge__(self, other): return F.compare(self, other, "greater_equal")
+
+    # -- NumPy-style methods ----------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0): return F.var(self, axis, keepdims, ddof)
+    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
+    def argmax(self, axis=None): return F.argmax(self, axis)
+    def argmin(self, axis=None): return F.argmin(self, axis)
+    def reshape(self, *shape): return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+    def transpose(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None))
+    def permute(self, *axes): return self.transpose(*axes)
+    def swapaxes(self, a, b): return F.swapaxes(self, a, b)
+    def flatten(self, start_axis=0, end_axis=-1): return F.flatten(self, start_axis, end_axis)
+    def squeeze(self, axis=None): return F.squeeze(self, axis)
+    def expand_dims(self, axis): return F.expand_dims(self, axis)
+    def clip(self, min=None, max=None): return F.clip(self, min, max)
+    def exp(self): return F.exp(self)
+    def log(self): return F.log(self)
+    def sqrt(self): return F.sqrt(self)
+    def abs(self): return F.abs(self)
+    def sign(self): return F.sign(self)
+    def tanh(self): return F.tanh(self)
+    def sigmoid(self): return F.sigmoid(self)
+    def relu(self): return F.relu(self)
+    def softmax(self, axis=-1): return F.softmax(self, axis)
+    def log_softmax(self, axis=-1): return F.log_softmax(self, axis)
+    def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
+
+
+def tensor(data, requires_grad=False, dtype=None, name=None):
+    """Create a leaf tensor.
+
+    Floating NumPy arrays keep their dtype (and share memory); Python scalars and lists become the
+    default dtype (float32 unless changed with ``minireg.set_default_dtype``). Host data lands on the
+    current backend's device; arrays of another library (CuPy) stay where they are.
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+
+
+def as_tensor(value, like):
+    """``value`` as a constant Tensor on ``like``'s backend; Python scalars take ``like``'s dtype."""
+    if isinstance(value, Tensor):
+        return value
+    backend = like.backend
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        dtype = like.dtype
+        if isinstance(value, float) and not backend.is_float(dtype):
+            dtype = backend.dtype(get_default_dtype())
+        return Tensor._make(backend.asarray(value, dtype=dtype), backend)
+    if isinstance(value, (list, tuple, np.ndarray, np.generic)) and (backend.name == "numpy" or not isinstance(value, np.ndarray)):
+        return Tensor._make(backend.asarray(value), backend)
+    if backend.owns(value):
+        return Tensor._make(value, backend)
+    raise DeviceError(f"cannot combine a {type(value).__name__} with a tensor on {backend.device_name}; "
+                      f"convert it explicitly with minireg.tensor(...).to({backend.device_name!r})")
+
+
+from minireg import functional as F  # noqa: E402  (ops are built on top of Tensor)
