@@ -19,6 +19,8 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         backend = _backends.current_backend()
+        if isinstance(data, np.generic):
+            data = np.asarray(data)
         if isinstance(data, (bool, int, float, list, tuple)):
             data = np.asarray(data, dtype=np.dtype(dtype) if dtype is not None else get_default_dtype())
             dtype = None
@@ -26,8 +28,6 @@ class Tensor:
             backend = _backends.backend_of(data)   # an array of another library stays on its device
         if isinstance(data, np.ndarray) and backend.name != "numpy":
             data = backend.from_numpy(data)        # explicit creation from host data
-        elif isinstance(data, np.generic):
-            data = np.asarray(data)
         if dtype is not None:
             data = backend.xp.astype(data, backend.dtype(dtype))
         self.data = data
@@ -59,7 +59,7 @@ class Tensor:
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
-        extras = [f"dtype={np.dtype(str(self.dtype).split('.')[-1]).name}"]
+        extras = [f"dtype={self.backend.numpy_dtype(self.dtype).name}"]
         if self.backend.name != "numpy":
             extras.append(f"device={self.device!r}")
         if self.requires_grad:
@@ -190,8 +190,10 @@ def as_tensor(value, like):
         if isinstance(value, float) and not backend.is_float(dtype):
             dtype = backend.dtype(get_default_dtype())
         return Tensor._make(backend.asarray(value, dtype=dtype), backend)
-    if isinstance(value, (list, tuple, np.ndarray, np.generic)) and (backend.name == "numpy" or not isinstance(value, np.ndarray)):
-        return Tensor._make(backend.asarray(value), backend)
+    if isinstance(value, (list, tuple)):
+        return Tensor._make(backend.asarray(value, dtype=like.dtype if backend.is_float(like.dtype) else None), backend)
+    if isinstance(value, (np.ndarray, np.generic)) and backend.name == "numpy":
+        return Tensor._make(np.asarray(value), backend)
     if backend.owns(value):
         return Tensor._make(value, backend)
     raise DeviceError(f"cannot combine a {type(value).__name__} with a tensor on {backend.device_name}; "

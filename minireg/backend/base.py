@@ -37,7 +37,8 @@ class Backend:
     # -- identity -------------------------------------------------------------------------------
     @property
     def device_name(self):
-        return self.name if self.device is None else f"{self.name}:{self.device}"
+        label = getattr(self.device, "_device", self.device)   # array_api_strict.Device("device1") -> device1
+        return self.name if label is None else f"{self.name}:{label}"
 
     def __repr__(self):
         return f"<Backend {self.device_name}>"
@@ -82,15 +83,23 @@ class Backend:
 
     def dtype(self, name):
         """This library's dtype object for a NumPy dtype or name ('float32', np.float64, ...)."""
-        return getattr(self.xp, np.dtype(name).name)
+        return getattr(self.xp, self.numpy_dtype(name).name)
+
+    @staticmethod
+    def numpy_dtype(dtype):
+        """The NumPy dtype with the same name as ``dtype`` (which may belong to another library)."""
+        try:
+            return np.dtype(dtype)
+        except TypeError:
+            return np.dtype(str(dtype).rsplit(".", 1)[-1])
 
     # -- random numbers: drawn on the host from a NumPy Generator, so every backend sees the
     # same numbers for the same seed (device RNG streams differ between libraries) -------------
     def random_normal(self, generator, shape, dtype, mean=0.0, std=1.0):
-        return self.from_numpy(generator.normal(mean, std, size=shape).astype(np.dtype(str(dtype).split(".")[-1])))
+        return self.from_numpy(generator.normal(mean, std, size=shape).astype(self.numpy_dtype(dtype)))
 
     def random_uniform(self, generator, shape, dtype, low=0.0, high=1.0):
-        return self.from_numpy(generator.uniform(low, high, size=shape).astype(np.dtype(str(dtype).split(".")[-1])))
+        return self.from_numpy(generator.uniform(low, high, size=shape).astype(self.numpy_dtype(dtype)))
 
     # -- primitives the array API lacks ---------------------------------------------------------
     def scatter_add(self, target, index, values):
