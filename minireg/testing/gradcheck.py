@@ -221,9 +221,9 @@ def numerical_grad(fn, inputs, grad_outputs, eps=1e-6):
 def _compare(analytic, numeric, atol, rtol):
     a, n = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
     diff = np.abs(a - n)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):   # rel is inf where numeric == 0 != analytic
         rel = np.where(diff == 0, 0.0, diff / np.abs(n))
-    ratio = diff / (atol + rtol * np.abs(n))
+        ratio = np.where(diff == 0, 0.0, diff / (atol + rtol * np.abs(n)))
     return diff, rel, ratio
 
 
