@@ -46,9 +46,13 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
         for y, gy in zip(outputs, grad_outputs):
             if gy.shape != y.shape:
                 raise ShapeError(f"grad_output of shape {gy.shape} does not match output shape {y.shape}")
-            accumulate(_node(y), gy)
             if y.creator is not None:
+                accumulate(y.creator, gy)
                 push(y.creator)
+            elif wanted is None:                     # backward() called on a leaf itself
+                y.grad = gy if y.grad is None else y.grad + gy
+            else:
+                accumulate(y, gy)
         while heap:
             fn = heapq.heappop(heap)[2]
             if fn.inputs is None:

@@ -417,7 +417,10 @@ class GetItem(Function):
     def __init__(self, index):
         self.index = index
 
-    def forward(self, a): return a[self.index]
+    def forward(self, a):
+        if hasattr(self.index, "shape"):     # one integer array: rows along axis 0 (the array-API way)
+            return self.xp.take(a, self.index, axis=0)
+        return a[self.index]
     def backward(self, gy): return (IndexAdd(self.index, self.inputs[0].shape)(gy),)
 
 
@@ -453,7 +456,12 @@ def getitem(x, index):
         elif isinstance(i, list) or (hasattr(i, "shape") and not x.backend.owns(i)):
             i = x.backend.asarray(i)
         converted.append(i)
-    index = tuple(converted) if isinstance(index, tuple) else converted[0]
+    if len(converted) == 1 and hasattr(converted[0], "shape") and converted[0].ndim == 1:
+        index = converted[0]
+    else:
+        if not builtins.any(i is Ellipsis or hasattr(i, "shape") for i in converted):
+            converted.append(Ellipsis)   # the array API wants partial indices spelled out; same meaning in NumPy
+        index = tuple(converted)
     try:
         return GetItem(index)(x)
     except IndexError as exc:

@@ -61,8 +61,6 @@ class Backend:
     # -- creation and transfer ------------------------------------------------------------------
     def asarray(self, obj, dtype=None):
         """An array on this backend's device from host data (Python scalars, lists, NumPy arrays)."""
-        if isinstance(obj, np.ndarray):
-            obj = obj.tolist() if obj.ndim == 0 else obj
         return self.xp.asarray(obj, dtype=dtype, device=self.device)
 
     def from_numpy(self, array):
@@ -110,7 +108,8 @@ class Backend:
         overridden by every real backend.
         """
         xp = self.xp
-        positions = xp.reshape(xp.arange(target.size, device=self.device), target.shape)[index]
+        grid = xp.reshape(xp.arange(target.size, device=self.device), target.shape)
+        positions = xp.take(grid, index, axis=0) if hasattr(index, "shape") else grid[index]
         positions = xp.reshape(positions, (-1,))
         flat_values = xp.reshape(xp.broadcast_to(values, positions.shape if values.ndim == 0 else values.shape), (1, -1))
         onehot = xp.astype(positions[:, None] == xp.arange(target.size, device=self.device)[None, :], target.dtype)
