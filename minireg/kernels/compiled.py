@@ -1,0 +1,122 @@
+"""NumPy kernel table that runs the Cython loops of ``minireg._ckernels`` where they apply.
+
+A kernel takes the compiled path when every array is a plain ``numpy.ndarray`` of float32 or
+float64, C-contiguous and non-empty, and the arrays it writes are writeable; anything else
+(strided views, other dtypes, subclasses, empty arrays) goes to the reference implementation.
+Arguments are already validated by the public methods of ``Kernels``.
+"""
+
+import numpy
+
+from minireg.kernels.reference import Kernels
+
+_FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def _native(written, read=()):
+    """True when the Cython loops accept these arrays (dtypes are already known to be equal)."""
+    arrays = (*written, *read)
+    return (
+        all(type(a) is numpy.ndarray and a.flags.c_contiguous for a in arrays)
+        and arrays[0].dtype in _FLOAT_DTYPES
+        and arrays[0].size > 0
+        and all(a.flags.writeable for a in written)
+    )
+
+
+def _flat(a):
+    # A C-contiguous array reshapes to 1-D without copying.
+    return a.reshape(-1)
+
+
+class CompiledKernels(Kernels):
+    """``Kernels`` with Cython fast paths for contiguous float32/float64 NumPy arrays."""
+
+    name = "compiled"
+
+    def __init__(self, xp):
+        from minireg import _ckernels
+
+        super().__init__(xp)
+        self._ck = _ckernels
+
+    def _l1_grad(self, g, w, alpha):
+        if not _native((g,), (w,)):
+            return super()._l1_grad(g, w, alpha)
+        self._ck.l1_grad(_flat(g), _flat(w), alpha)
+        return g
+
+    def _l2_grad(self, g, w, alpha):
+        if not _native((g,), (w,)):
+            return super()._l2_grad(g, w, alpha)
+        self._ck.l2_grad(_flat(g), _flat(w), alpha)
+        return g
+
+    def _elastic_net_grad(self, g, w, l1, l2):
+        if not _native((g,), (w,)):
+            return super()._elastic_net_grad(g, w, l1, l2)
+        self._ck.elastic_net_grad(_flat(g), _flat(w), l1, l2)
+        return g
+
+    def _prox_l1(self, w, t):
+        if not _native((w,)):
+            return super()._prox_l1(w, t)
+        self._ck.prox_l1(_flat(w), t)
+        return w
+
+    def _prox_l2(self, w, t):
+        if not _native((w,)):
+            return super()._prox_l2(w, t)
+        self._ck.scale(_flat(w), 1 / (1 + t))
+        return w
+
+    def _prox_elastic_net(self, w, t1, t2):
+        if not _native((w,)):
+            return super()._prox_elastic_net(w, t1, t2)
+        self._ck.prox_elastic_net(_flat(w), t1, 1 / (1 + t2))
+        return w
+
+    def _prox_group_lasso(self, w, t):
+        if not _native((w,)):
+            return super()._prox_group_lasso(w, t)
+        self._ck.group_lasso_rows(w, t)
+        return w
+
+    def _clip(self, w, lo, hi):
+        if not _native((w,)):
+            return super()._clip(w, lo, hi)
+        self._ck.clip(_flat(w), lo, hi)
+        return w
+
+    def _max_norm(self, w, max_value):
+        if not _native((w,)):
+            return super()._max_norm(w, max_value)
+        self._ck.max_norm_rows(w, max_value)
+        return w
+
+    def _project_l1_ball(self, w, radius):
+        if not _native((w,)):
+            return super()._project_l1_ball(w, radius)
+        # The sort is NumPy's (O(n log n), done only when w is outside the ball); the threshold
+        # scan and the soft-threshold pass are compiled.
+        u = numpy.abs(_flat(w))
+        if u.sum() <= radius:
+            return w
+        u.sort()
+        self._ck.prox_l1(_flat(w), self._ck.l1_ball_threshold(u, radius))
+        return w
+
+    def _sgd_prox_step(self, w, g, lr, l1, l2):
+        if not _native((w,), (g,)):
+            return super()._sgd_prox_step(w, g, lr, l1, l2)
+        self._ck.sgd_prox_step(_flat(w), _flat(g), lr, lr * l1, 1 / (1 + lr * l2))
+        return w
+
+    def _adamw_prox_step(self, w, g, m, v, beta1, beta2, eps, coef):
+        if not _native((w, m, v), (g,)):
+            return super()._adamw_prox_step(w, g, m, v, beta1, beta2, eps, coef)
+        self._ck.adamw_prox_step(
+            _flat(w), _flat(g), _flat(m), _flat(v), beta1, beta2,
+            coef.decay, coef.step_size, coef.inv_sqrt_bc2, eps, coef.threshold,
+        )
+        return w

@@ -1,0 +1,274 @@
+"""Reference regularization kernels written only with the array API standard.
+
+``Kernels(xp)`` works for any array-API namespace (NumPy 2, array_api_strict, array_api_compat.cupy):
+every temporary is derived from the input arrays, so the data never leaves the arrays' device and
+never passes through NumPy. Faster tables (``CompiledKernels``, ``CupyKernels``) subclass it.
+
+Every kernel validates its arguments before touching any array, then works in place on its first
+array argument(s) and returns the array it modified. ``w`` is a parameter, ``g`` its gradient,
+scalars are Python floats, and ``soft(x, t) = sign(x) * max(|x| - t, 0)``.
+
+Each public kernel ``name_`` validates and then calls ``_name``; subclasses override only the
+``_name`` implementations (falling back to ``super()``), so validation lives in one place.
+"""
+
+import math
+from typing import NamedTuple
+
+from minireg.errors import DTypeError, ShapeError
+
+
+def _nonnegative(name, value):
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _positive(name, value):
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def _unit_interval(name, value):
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def _check_arrays(xp, ndim=None, **arrays):
+    """All arrays real floating, with the dtype and shape of the first; `ndim` if given."""
+    (first_name, first), *others = arrays.items()
+    for name, a in arrays.items():
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise DTypeError(f"{name} must have a real floating dtype, got {a.dtype}")
+    for name, a in others:
+        if a.dtype != first.dtype:
+            raise DTypeError(
+                f"{name} has dtype {a.dtype} but {first_name} has {first.dtype}; expected the same dtype"
+            )
+        if a.shape != first.shape:
+            raise ShapeError(
+                f"{name} has shape {a.shape} but {first_name} has {first.shape}; expected the same shape"
+            )
+    if ndim is not None and first.ndim != ndim:
+        raise ShapeError(f"{first_name} must be {ndim}-D (one group per row), got shape {first.shape}")
+
+
+class AdamWCoefficients(NamedTuple):
+    """Scalars of one AdamW step, shared by every kernel table so they round identically."""
+
+    decay: float  # 1 - lr * weight_decay
+    step_size: float  # lr / (1 - beta1**step)
+    inv_sqrt_bc2: float  # 1 / sqrt(1 - beta2**step)
+    threshold: float  # lr * l1
+
+
+def adamw_coefficients(step, lr, beta1, beta2, weight_decay, l1):
+    return AdamWCoefficients(
+        decay=1 - lr * weight_decay,
+        step_size=lr / (1 - beta1**step),
+        inv_sqrt_bc2=1 / math.sqrt(1 - beta2**step),
+        threshold=lr * l1,
+    )
+
+
+def _soft_(xp, w, t):
+    # x - clip(x, -t, t) equals sign(x) * max(|x| - t, 0) with one temporary instead of three.
+    w -= xp.clip(w, -t, t)
+    return w
+
+
+def _row_norms(xp, w):
+    return xp.sqrt(xp.sum(w * w, axis=1, keepdims=True))
+
+
+class Kernels:
+    """Generic in-place regularization kernels over the array namespace ``xp``."""
+
+    name = "reference"
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.xp.__name__})"
+
+    # -- penalty gradients ---------------------------------------------------------------------
+
+    def l1_grad_(self, g, w, alpha):
+        """g += alpha * sign(w)  (sign(0) = 0: the minimum-norm subgradient)"""
+        alpha = _nonnegative("alpha", alpha)
+        _check_arrays(self.xp, g=g, w=w)
+        return self._l1_grad(g, w, alpha)
+
+    def _l1_grad(self, g, w, alpha):
+        g += alpha * self.xp.sign(w)
+        return g
+
+    def l2_grad_(self, g, w, alpha):
+        """g += alpha * w"""
+        alpha = _nonnegative("alpha", alpha)
+        _check_arrays(self.xp, g=g, w=w)
+        return self._l2_grad(g, w, alpha)
+
+    def _l2_grad(self, g, w, alpha):
+        g += alpha * w
+        return g
+
+    def elastic_net_grad_(self, g, w, l1, l2):
+        """g += l1 * sign(w) + l2 * w"""
+        l1, l2 = _nonnegative("l1", l1), _nonnegative("l2", l2)
+        _check_arrays(self.xp, g=g, w=w)
+        return self._elastic_net_grad(g, w, l1, l2)
+
+    def _elastic_net_grad(self, g, w, l1, l2):
+        g += l1 * self.xp.sign(w) + l2 * w
+        return g
+
+    # -- proximal operators --------------------------------------------------------------------
+
+    def prox_l1_(self, w, t):
+        """w = sign(w) * max(|w| - t, 0)  (soft threshold: prox of t*||w||_1)"""
+        t = _nonnegative("t", t)
+        _check_arrays(self.xp, w=w)
+        return self._prox_l1(w, t)
+
+    def _prox_l1(self, w, t):
+        return _soft_(self.xp, w, t)
+
+    def prox_l2_(self, w, t):
+        """w = w / (1 + t)  (prox of t/2 * ||w||^2)"""
+        t = _nonnegative("t", t)
+        _check_arrays(self.xp, w=w)
+        return self._prox_l2(w, t)
+
+    def _prox_l2(self, w, t):
+        w *= 1 / (1 + t)
+        return w
+
+    def prox_elastic_net_(self, w, t1, t2):
+        """w = soft(w, t1) / (1 + t2)  (prox of t1*||w||_1 + t2/2 * ||w||^2)"""
+        t1, t2 = _nonnegative("t1", t1), _nonnegative("t2", t2)
+        _check_arrays(self.xp, w=w)
+        return self._prox_elastic_net(w, t1, t2)
+
+    def _prox_elastic_net(self, w, t1, t2):
+        _soft_(self.xp, w, t1)
+        w *= 1 / (1 + t2)
+        return w
+
+    def prox_group_lasso_(self, w, t):
+        """Each row of 2-D w: row *= max(0, 1 - t / ||row||_2)  (prox of t * sum of row norms).
+
+        Rows with norm <= t (including zero rows) become 0. For column or filter groups, pass a
+        transposed/reshaped view.
+        """
+        t = _nonnegative("t", t)
+        _check_arrays(self.xp, ndim=2, w=w)
+        if t == 0:  # identity, also for tiny rows whose squared norm underflows to 0
+            return w
+        return self._prox_group_lasso(w, t)
+
+    def _prox_group_lasso(self, w, t):
+        xp = self.xp
+        norms = _row_norms(xp, w)
+        keep = norms > t
+        # The inner where keeps zero norms out of the division.
+        w *= xp.where(keep, 1 - t / xp.where(keep, norms, xp.ones_like(norms)), xp.zeros_like(norms))
+        return w
+
+    # -- projections ---------------------------------------------------------------------------
+
+    def clip_(self, w, lo, hi):
+        """w = min(max(w, lo), hi)  (projection onto the box [lo, hi]; lo/hi may be infinite)"""
+        lo, hi = float(lo), float(hi)
+        if not lo <= hi:
+            raise ValueError(f"clip needs lo <= hi (neither NaN), got lo={lo!r}, hi={hi!r}")
+        _check_arrays(self.xp, w=w)
+        return self._clip(w, lo, hi)
+
+    def _clip(self, w, lo, hi):
+        w[...] = self.xp.clip(w, lo, hi)
+        return w
+
+    def max_norm_(self, w, max_value):
+        """Each row of 2-D w with ||row||_2 > max_value: row *= max_value / ||row||_2."""
+        max_value = _nonnegative("max_value", max_value)
+        _check_arrays(self.xp, ndim=2, w=w)
+        return self._max_norm(w, max_value)
+
+    def _max_norm(self, w, max_value):
+        xp = self.xp
+        norms = _row_norms(xp, w)
+        over = norms > max_value
+        w *= xp.where(over, max_value / xp.where(over, norms, xp.ones_like(norms)), xp.ones_like(norms))
+        return w
+
+    def project_l1_ball_(self, w, radius):
+        """w = argmin_{||x||_1 <= radius} ||x - w||_2 over the whole (flattened) array.
+
+        Sort-based (Duchi et al. 2008): w = soft(w, theta) with theta from the sorted |w|;
+        identity when ||w||_1 <= radius.
+        """
+        radius = _positive("radius", radius)
+        _check_arrays(self.xp, w=w)
+        return self._project_l1_ball(w, radius)
+
+    def _project_l1_ball(self, w, radius):
+        xp = self.xp
+        if w.size == 0:
+            return w
+        # Largest first; flip rather than sort(descending=True), which numpy.sort lacks.
+        u = xp.flip(xp.sort(xp.abs(xp.reshape(w, (-1,)))))
+        k = xp.arange(1, u.shape[0] + 1, dtype=w.dtype, device=w.device)
+        # (cumsum_k - radius) / k rises up to the support size and falls after it, so its maximum
+        # is Duchi's threshold; it is <= 0 exactly when w is inside the ball (theta = 0: identity).
+        # Staying with arrays avoids a device-to-host sync for the data-dependent index.
+        theta = xp.clip(xp.max((xp.cumulative_sum(u) - radius) / k), 0.0, None)
+        w -= xp.clip(w, -theta, theta)
+        return w
+
+    # -- fused optimizer steps -----------------------------------------------------------------
+
+    def sgd_prox_step_(self, w, g, lr, l1, l2):
+        """w = soft(w - lr*g, lr*l1) / (1 + lr*l2)  (proximal SGD step with elastic net)"""
+        lr, l1, l2 = _nonnegative("lr", lr), _nonnegative("l1", l1), _nonnegative("l2", l2)
+        _check_arrays(self.xp, w=w, g=g)
+        return self._sgd_prox_step(w, g, lr, l1, l2)
+
+    def _sgd_prox_step(self, w, g, lr, l1, l2):
+        w -= lr * g
+        _soft_(self.xp, w, lr * l1)
+        w *= 1 / (1 + lr * l2)
+        return w
+
+    def adamw_prox_step_(self, w, g, m, v, step, lr, beta1, beta2, eps, weight_decay, l1):
+        """AdamW step (PyTorch order) followed by soft-thresholding; m, v, w updated in place.
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
+        mhat = m / (1 - b1^step);  vhat = v / (1 - b2^step)   (step: 1-based count)
+        w -= lr*weight_decay*w;  w -= lr*mhat / (sqrt(vhat) + eps);  w = soft(w, lr*l1)
+        """
+        if isinstance(step, bool) or int(step) != step or step < 1:
+            raise ValueError(f"step must be an integer >= 1 (1-based step count), got {step!r}")
+        lr, eps = _nonnegative("lr", lr), _nonnegative("eps", eps)
+        beta1, beta2 = _unit_interval("beta1", beta1), _unit_interval("beta2", beta2)
+        weight_decay, l1 = _nonnegative("weight_decay", weight_decay), _nonnegative("l1", l1)
+        _check_arrays(self.xp, w=w, g=g, m=m, v=v)
+        coef = adamw_coefficients(int(step), lr, beta1, beta2, weight_decay, l1)
+        return self._adamw_prox_step(w, g, m, v, beta1, beta2, eps, coef)
+
+    def _adamw_prox_step(self, w, g, m, v, beta1, beta2, eps, coef):
+        xp = self.xp
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        # sqrt(vhat) = sqrt(v) / sqrt(1 - b2^step): the same arithmetic as the compiled kernels.
+        w *= coef.decay
+        w -= coef.step_size * m / (xp.sqrt(v) * coef.inv_sqrt_bc2 + eps)
+        return _soft_(xp, w, coef.threshold)

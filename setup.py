@@ -1,0 +1,66 @@
+"""Build of the compiled kernels: csrc/_ckernels.pyx -> minireg._ckernels.
+
+Everything else (metadata, packages) lives in pyproject.toml. OpenMP is used only when a test
+program actually compiles and links with -fopenmp on the compiler setuptools picked; otherwise
+Cython's prange loops run serially.
+"""
+
+import os
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
+
+DEBUG = os.environ.get("MINIREG_CYTHON_DEBUG", "") not in ("", "0")
+
+OPENMP_PROBE = """
+#include <omp.h>
+int main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }
+"""
+
+
+def compiler_has_openmp(compiler):
+    """True when `compiler` compiles and links a program that calls the OpenMP runtime."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "openmp_probe.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_PROBE)
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objects, "openmp_probe", output_dir=tmp, extra_postargs=["-fopenmp"])
+        except (CompileError, LinkError):
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        unix = self.compiler.compiler_type == "unix"
+        openmp = compiler_has_openmp(self.compiler)
+        print(f"minireg: building kernels {'with' if openmp else 'without'} OpenMP")
+        for ext in self.extensions:
+            if unix:
+                ext.extra_compile_args.append("-O3")
+            if openmp:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
+        super().build_extensions()
+
+
+extensions = cythonize(
+    [Extension("minireg._ckernels", ["csrc/_ckernels.pyx"])],
+    # One C file per mode: cythonize regenerates only when the .pyx is newer, so a shared file
+    # would keep the other mode's directives.
+    build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython"),
+    compiler_directives={
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": DEBUG,
+        "cdivision": True,
+        "initializedcheck": False,
+    },
+)
+
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

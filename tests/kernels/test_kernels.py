@@ -1,0 +1,519 @@
+"""Kernel tables against plain-NumPy formulas, and against the mathematics of each operator.
+
+Every implementation runs the same tests: the reference ``Kernels(numpy)``, ``CompiledKernels``
+(Cython), ``Kernels(array_api_strict)`` on the fake accelerator "device1" (which refuses any
+conversion to NumPy, so a reference kernel that round-trips through the host fails there), and
+``CupyKernels`` where a GPU is available. Data is drawn on the host in float64, rounded to the
+tested dtype, then placed contiguous, strided, transposed or (for inputs that are only read)
+read-only. Expected values come from formulas written here in float64, not from the reference class.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minireg.kernels as mk
+from minireg.errors import DTypeError, ShapeError
+from minireg.kernels import CompiledKernels, Kernels
+
+# ---------------------------------------------------------------------------------------------
+# Implementations
+
+
+class Impl:
+    """One kernel table plus how to move host data to its arrays and back."""
+
+    def __init__(self, kernels, device=None, to_host=np.asarray, read_only=False):
+        self.kernels = kernels
+        self.xp = kernels.xp
+        self.device = device
+        self._to_host = to_host
+        self.read_only = read_only  # whether the namespace has read-only arrays
+
+    def put(self, host, dtype, layout="contiguous"):
+        """`host` (float64) rounded to `dtype`, as an array of this implementation in `layout`."""
+        xp = self.xp
+        x = xp.asarray(host.astype(dtype), device=self.device, copy=True)
+        if layout == "strided" and x.ndim > 0:
+            buf = xp.zeros((2 * x.shape[0], *x.shape[1:]), dtype=x.dtype, device=self.device)
+            buf[::2, ...] = x
+            return buf[::2, ...]
+        if layout == "transposed" and x.ndim > 1:
+            xt = xp.asarray(np.ascontiguousarray(host.astype(dtype).T), device=self.device)
+            return xp.permute_dims(xt, tuple(reversed(range(x.ndim))))
+        if layout == "readonly" and self.read_only:
+            x.flags.writeable = False
+        return x
+
+    def host(self, x):
+        return np.asarray(self._to_host(x), dtype=np.float64)
+
+
+def _numpy_impl(kernels):
+    return Impl(kernels, read_only=True)
+
+
+def _strict_impl():
+    import array_api_strict as xp
+
+    cpu = xp.Device("CPU_DEVICE")
+    return Impl(Kernels(xp), device=xp.Device("device1"), to_host=lambda x: np.asarray(x.to_device(cpu)))
+
+
+def _cupy_impl():
+    try:
+        import cupy
+    except ImportError as exc:
+        pytest.skip(f"CuPy is not installed: {exc}")
+    if not cupy.is_available():
+        pytest.skip("CuPy sees no CUDA GPU")
+    import array_api_compat.cupy as xp
+
+    from minireg.kernels.cuda import CupyKernels
+
+    return Impl(CupyKernels(xp), to_host=cupy.asnumpy)
+
+
+def _compiled_impl():
+    if not mk.HAVE_COMPILED and not os.environ.get("CI"):
+        pytest.skip(f"minireg._ckernels is not built: {mk.COMPILED_IMPORT_ERROR}")
+    return _numpy_impl(CompiledKernels(np))
+
+
+IMPLS = {
+    "reference": lambda: _numpy_impl(Kernels(np)),
+    "compiled": _compiled_impl,
+    "strict-device1": _strict_impl,
+    "cupy": _cupy_impl,
+}
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        "reference",
+        "compiled",
+        "strict-device1",
+        pytest.param("cupy", marks=pytest.mark.gpu),
+    ],
+)
+def impl(request):
+    return IMPLS[request.param]()
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+ELEMENTS = st.floats(-10, 10, allow_nan=False, allow_subnormal=False)
+DTYPES = st.sampled_from([np.float32, np.float64])
+LAYOUTS = st.sampled_from(["contiguous", "strided", "transposed"])
+READ_LAYOUTS = st.sampled_from(["contiguous", "strided", "transposed", "readonly"])
+STRENGTHS = st.floats(0, 5)
+
+
+@st.composite
+def same_shape(draw, n, ndim=None):
+    """`n` float64 host arrays of one shape: 0-3 dims (or exactly `ndim`), sides 0-6."""
+    dims = dict(min_dims=0, max_dims=3) if ndim is None else dict(min_dims=ndim, max_dims=ndim)
+    shape = draw(hnp.array_shapes(**dims, min_side=0, max_side=6))
+    return [draw(hnp.arrays(np.float64, shape, elements=ELEMENTS)) for _ in range(n)]
+
+
+def rounded(arrays, dtype):
+    """The float64 values an implementation sees after rounding to `dtype`."""
+    return [a.astype(dtype).astype(np.float64) for a in arrays]
+
+
+def assert_matches(impl, x, expected, dtype, scale=1.0):
+    """`x` equals the float64 `expected` up to `dtype` rounding; -0.0 == 0.0."""
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    magnitude = scale + (np.max(np.abs(expected)) if expected.size else 0.0)
+    np.testing.assert_allclose(impl.host(x), expected, rtol=rtol, atol=rtol * magnitude)
+
+
+def soft(v, t):
+    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
+
+
+def row_norms(w):
+    return np.sqrt(np.sum(w * w, axis=1, keepdims=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Penalty gradients
+
+
+@given(arrays=same_shape(2), dtype=DTYPES, g_layout=LAYOUTS, w_layout=READ_LAYOUTS, alpha=STRENGTHS)
+def test_l1_grad(impl, arrays, dtype, g_layout, w_layout, alpha):
+    g0, w0 = rounded(arrays, dtype)
+    g, w = impl.put(g0, dtype, g_layout), impl.put(w0, dtype, w_layout)
+    assert impl.kernels.l1_grad_(g, w, alpha) is g
+    assert_matches(impl, g, g0 + alpha * np.sign(w0), dtype)
+    np.testing.assert_array_equal(impl.host(w), w0)
+
+
+@given(arrays=same_shape(2), dtype=DTYPES, g_layout=LAYOUTS, w_layout=READ_LAYOUTS, alpha=STRENGTHS)
+def test_l2_grad(impl, arrays, dtype, g_layout, w_layout, alpha):
+    g0, w0 = rounded(arrays, dtype)
+    g, w = impl.put(g0, dtype, g_layout), impl.put(w0, dtype, w_layout)
+    assert impl.kernels.l2_grad_(g, w, alpha) is g
+    assert_matches(impl, g, g0 + alpha * w0, dtype)
+    np.testing.assert_array_equal(impl.host(w), w0)
+
+
+@given(arrays=same_shape(2), dtype=DTYPES, g_layout=LAYOUTS, w_layout=READ_LAYOUTS,
+       l1=STRENGTHS, l2=STRENGTHS)
+def test_elastic_net_grad(impl, arrays, dtype, g_layout, w_layout, l1, l2):
+    g0, w0 = rounded(arrays, dtype)
+    g, w = impl.put(g0, dtype, g_layout), impl.put(w0, dtype, w_layout)
+    assert impl.kernels.elastic_net_grad_(g, w, l1, l2) is g
+    assert_matches(impl, g, g0 + l1 * np.sign(w0) + l2 * w0, dtype)
+    np.testing.assert_array_equal(impl.host(w), w0)
+
+
+def test_l1_grad_is_zero_at_zero(impl):
+    g = impl.put(np.array([1.0, 1.0, 1.0]), np.float64)
+    w = impl.put(np.array([-2.0, 0.0, 3.0]), np.float64)
+    impl.kernels.l1_grad_(g, w, 0.5)
+    np.testing.assert_array_equal(impl.host(g), [0.5, 1.0, 1.5])
+
+
+# ---------------------------------------------------------------------------------------------
+# Proximal operators: formulas
+
+
+@given(arrays=same_shape(1), dtype=DTYPES, layout=LAYOUTS, t=STRENGTHS)
+def test_prox_l1(impl, arrays, dtype, layout, t):
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.prox_l1_(w, t) is w
+    assert_matches(impl, w, soft(v, t), dtype, scale=1 + t)
+
+
+@given(arrays=same_shape(1), dtype=DTYPES, layout=LAYOUTS, t=STRENGTHS)
+def test_prox_l2(impl, arrays, dtype, layout, t):
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.prox_l2_(w, t) is w
+    assert_matches(impl, w, v / (1 + t), dtype)
+
+
+@given(arrays=same_shape(1), dtype=DTYPES, layout=LAYOUTS, t1=STRENGTHS, t2=STRENGTHS)
+def test_prox_elastic_net(impl, arrays, dtype, layout, t1, t2):
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.prox_elastic_net_(w, t1, t2) is w
+    assert_matches(impl, w, soft(v, t1) / (1 + t2), dtype, scale=1 + t1)
+
+
+@given(arrays=same_shape(1, ndim=2), dtype=DTYPES, layout=LAYOUTS, t=STRENGTHS)
+def test_prox_group_lasso(impl, arrays, dtype, layout, t):
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.prox_group_lasso_(w, t) is w
+    norms = row_norms(v)
+    safe = np.where(norms > 0, norms, 1.0)
+    assert_matches(impl, w, v * np.maximum(0.0, 1 - t / safe), dtype, scale=1 + t)
+
+
+@given(arrays=same_shape(1), dtype=DTYPES, layout=LAYOUTS,
+       bounds=st.tuples(st.floats(-12, 12), st.floats(-12, 12)).map(sorted))
+def test_clip(impl, arrays, dtype, layout, bounds):
+    lo, hi = (float(np.asarray(b, dtype=dtype)) for b in bounds)  # representable bounds
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.clip_(w, lo, hi) is w
+    np.testing.assert_array_equal(impl.host(w), np.clip(v, lo, hi))
+
+
+@given(arrays=same_shape(1, ndim=2), dtype=DTYPES, layout=LAYOUTS, c=st.floats(0, 20))
+def test_max_norm(impl, arrays, dtype, layout, c):
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.max_norm_(w, c) is w
+    norms = row_norms(v)
+    expected = np.where(norms > c, v * (c / np.where(norms > 0, norms, 1.0)), v)
+    assert_matches(impl, w, expected, dtype, scale=1 + c)
+
+
+def duchi_l1_ball(v, radius):
+    """Duchi et al. (2008), Figure 1, with the explicit support size rho."""
+    if np.abs(v).sum() <= radius:
+        return v.copy()
+    u = np.sort(np.abs(v).ravel())[::-1]
+    css = np.cumsum(u)
+    ks = np.arange(1, u.size + 1)
+    rho = ks[u * ks > css - radius][-1]
+    return soft(v, (css[rho - 1] - radius) / rho)
+
+
+@given(arrays=same_shape(1), dtype=DTYPES, layout=LAYOUTS, radius=st.floats(0.01, 50))
+def test_project_l1_ball(impl, arrays, dtype, layout, radius):
+    (v,) = rounded(arrays, dtype)
+    w = impl.put(v, dtype, layout)
+    assert impl.kernels.project_l1_ball_(w, radius) is w
+    # float32 partial sums lose precision with the l1 norm, hence its part in the tolerance.
+    assert_matches(impl, w, duchi_l1_ball(v, radius), dtype, scale=1 + np.abs(v).sum())
+
+
+@given(arrays=same_shape(2), dtype=DTYPES, w_layout=LAYOUTS, g_layout=READ_LAYOUTS,
+       lr=st.floats(0, 1), l1=STRENGTHS, l2=STRENGTHS)
+def test_sgd_prox_step(impl, arrays, dtype, w_layout, g_layout, lr, l1, l2):
+    w0, g0 = rounded(arrays, dtype)
+    w, g = impl.put(w0, dtype, w_layout), impl.put(g0, dtype, g_layout)
+    assert impl.kernels.sgd_prox_step_(w, g, lr, l1, l2) is w
+    expected = soft(w0 - lr * g0, lr * l1) / (1 + lr * l2)
+    assert_matches(impl, w, expected, dtype, scale=1 + lr * (l1 + np.abs(g0).max(initial=0)))
+    np.testing.assert_array_equal(impl.host(g), g0)
+
+
+@given(arrays=same_shape(4), dtype=DTYPES, layout=LAYOUTS, g_layout=READ_LAYOUTS,
+       lr=st.floats(0, 0.1), beta1=st.floats(0, 0.99), beta2=st.floats(0, 0.999),
+       eps=st.floats(1e-8, 1e-3), weight_decay=st.floats(0, 0.1), l1=st.floats(0, 1))
+def test_adamw_prox_step_three_steps(impl, arrays, dtype, layout, g_layout,
+                                     lr, beta1, beta2, eps, weight_decay, l1):
+    w0, *grads = rounded(arrays, dtype)
+    w = impl.put(w0, dtype, layout)
+    m = impl.put(np.zeros_like(w0), dtype, layout)
+    v = impl.put(np.zeros_like(w0), dtype, layout)
+    w_ref, m_ref, v_ref = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for step, g0 in enumerate(grads, start=1):
+        g = impl.put(g0, dtype, g_layout)
+        assert impl.kernels.adamw_prox_step_(w, g, m, v, step, lr, beta1, beta2, eps,
+                                             weight_decay, l1) is w
+        m_ref = beta1 * m_ref + (1 - beta1) * g0
+        v_ref = beta2 * v_ref + (1 - beta2) * g0 * g0
+        m_hat = m_ref / (1 - beta1**step)
+        v_hat = v_ref / (1 - beta2**step)
+        w_ref = w_ref - lr * weight_decay * w_ref
+        w_ref = w_ref - lr * m_hat / (np.sqrt(v_hat) + eps)
+        w_ref = soft(w_ref, lr * l1)
+        np.testing.assert_array_equal(impl.host(g), g0)
+    assert_matches(impl, m, m_ref, dtype)
+    assert_matches(impl, v, v_ref, dtype)
+    assert_matches(impl, w, w_ref, dtype, scale=1 + lr * l1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Proximal operators: properties that need no formula (float64)
+
+
+@given(arrays=same_shape(2), t=STRENGTHS)
+def test_prox_l1_optimality_and_nonexpansive(impl, arrays, t):
+    a, b = arrays
+    pa = impl.host(impl.kernels.prox_l1_(impl.put(a, np.float64), t))
+    pb = impl.host(impl.kernels.prox_l1_(impl.put(b, np.float64), t))
+    # 0 in p - v + t * subgradient(|p|): v - p = t*sign(p) where p != 0, |v| <= t where p == 0.
+    nonzero = pa != 0
+    np.testing.assert_allclose((a - pa)[nonzero], t * np.sign(pa[nonzero]), atol=1e-12 * (1 + t))
+    assert np.all(np.abs(a[~nonzero]) <= t)
+    assert np.linalg.norm(pa - pb) <= np.linalg.norm(a - b) * (1 + 1e-12) + 1e-12
+
+
+PROXES = {
+    # name: (call, penalty R of the prox argmin_x 0.5*||x - v||^2 + R(x))
+    "l1": (lambda k, w, t: k.prox_l1_(w, t), lambda x, t: t * np.abs(x).sum()),
+    "l2": (lambda k, w, t: k.prox_l2_(w, t), lambda x, t: 0.5 * t * (x * x).sum()),
+    "elastic_net": (lambda k, w, t: k.prox_elastic_net_(w, t, 2 * t),
+                    lambda x, t: t * np.abs(x).sum() + t * (x * x).sum()),
+    "group_lasso": (lambda k, w, t: k.prox_group_lasso_(w, t), lambda x, t: t * row_norms(x).sum()),
+}
+
+
+@pytest.mark.parametrize("prox", PROXES)
+@given(arrays=same_shape(4, ndim=2), t=STRENGTHS, step=st.floats(1e-6, 1.0))
+def test_prox_minimizes_its_objective(impl, prox, arrays, t, step):
+    call, penalty = PROXES[prox]
+    v, *directions = arrays
+    p = impl.host(call(impl.kernels, impl.put(v, np.float64), t))
+
+    def objective(x):
+        return 0.5 * ((x - v) ** 2).sum() + penalty(x, t)
+
+    best = objective(p)
+    for d in directions:
+        assert best <= objective(p + step * d) + 1e-9 * (1 + abs(best))
+
+
+@pytest.mark.parametrize("prox", PROXES)
+@given(arrays=same_shape(1, ndim=2))
+def test_prox_with_zero_strength_is_identity(impl, prox, arrays):
+    (v,) = arrays
+    call, _ = PROXES[prox]
+    np.testing.assert_array_equal(impl.host(call(impl.kernels, impl.put(v, np.float64), 0.0)), v)
+
+
+@given(arrays=same_shape(1, ndim=2), t=STRENGTHS)
+def test_group_lasso_zeroes_small_rows_and_shrinks_the_others(impl, arrays, t):
+    (v,) = arrays
+    p = impl.host(impl.kernels.prox_group_lasso_(impl.put(v, np.float64), t))
+    norms, new_norms = row_norms(v)[:, 0], row_norms(p)[:, 0]
+    # Rows whose norm ties with t up to rounding may land on either side.
+    clear = np.abs(norms - t) > 1e-9 * (1 + t)
+    small, large = clear & (norms <= t), clear & (norms > t)
+    np.testing.assert_array_equal(p[small], 0.0)
+    np.testing.assert_allclose(new_norms[large], norms[large] - t, rtol=1e-9, atol=1e-9)
+
+
+@given(arrays=same_shape(2), dtype=DTYPES, lr=st.floats(0, 1), l1=STRENGTHS, l2=STRENGTHS)
+def test_sgd_prox_step_is_gradient_step_then_l1_then_l2(impl, arrays, dtype, lr, l1, l2):
+    w0, g0 = rounded(arrays, dtype)
+    k = impl.kernels
+    fused = k.sgd_prox_step_(impl.put(w0, dtype), impl.put(g0, dtype), lr, l1, l2)
+    stepped = impl.put((w0 - lr * g0).astype(dtype).astype(np.float64), dtype)
+    composed = k.prox_l2_(k.prox_l1_(stepped, lr * l1), lr * l2)
+    assert_matches(impl, fused, impl.host(composed), dtype, scale=1 + lr * l1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Projections: feasible, idempotent, identity on feasible points (float64)
+
+
+@given(arrays=same_shape(1), bounds=st.tuples(st.floats(-12, 12), st.floats(-12, 12)).map(sorted))
+def test_clip_is_a_projection(impl, arrays, bounds):
+    (v,) = arrays
+    lo, hi = bounds
+    k = impl.kernels
+    p = impl.host(k.clip_(impl.put(v, np.float64), lo, hi))
+    assert np.all((lo <= p) & (p <= hi))
+    np.testing.assert_array_equal(impl.host(k.clip_(impl.put(p, np.float64), lo, hi)), p)
+    if v.size:
+        inside = impl.put(v, np.float64)
+        np.testing.assert_array_equal(impl.host(k.clip_(inside, v.min(), v.max())), v)
+
+
+@given(arrays=same_shape(1, ndim=2), c=st.floats(0, 20))
+def test_max_norm_is_a_projection(impl, arrays, c):
+    (v,) = arrays
+    k = impl.kernels
+    p = impl.host(k.max_norm_(impl.put(v, np.float64), c))
+    assert np.all(row_norms(p) <= c * (1 + 1e-12))
+    np.testing.assert_allclose(impl.host(k.max_norm_(impl.put(p, np.float64), c)), p, rtol=1e-12)
+    roomy = 2 * row_norms(v).max(initial=0) + 0.1
+    np.testing.assert_array_equal(impl.host(k.max_norm_(impl.put(v, np.float64), roomy)), v)
+
+
+@given(arrays=same_shape(1), radius=st.floats(0.01, 50))
+def test_l1_ball_is_a_projection(impl, arrays, radius):
+    (v,) = arrays
+    k = impl.kernels
+    p = impl.host(k.project_l1_ball_(impl.put(v, np.float64), radius))
+    assert np.abs(p).sum() <= radius * (1 + 1e-9)
+    again = impl.host(k.project_l1_ball_(impl.put(p, np.float64), radius))
+    np.testing.assert_allclose(again, p, rtol=1e-9, atol=1e-9 * radius)
+    roomy = 2 * np.abs(v).sum() + 0.1
+    np.testing.assert_array_equal(impl.host(k.project_l1_ball_(impl.put(v, np.float64), roomy)), v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors are raised before anything is modified
+
+
+def _bad_calls():
+    """(kernel, positional args by name, exception) with exactly one bad argument each."""
+    return [
+        ("l1_grad_", ("g", "w", -1.0), ValueError),
+        ("l1_grad_", ("g", "w", float("nan")), ValueError),
+        ("l2_grad_", ("g_t", "w", 1.0), ShapeError),
+        ("elastic_net_grad_", ("g32", "w", 1.0, 1.0), DTypeError),
+        ("prox_l1_", ("w", -0.1), ValueError),
+        ("prox_l1_", ("ints", 0.1), DTypeError),
+        ("prox_l2_", ("w", float("inf")), ValueError),
+        ("prox_elastic_net_", ("w", 0.1, -1.0), ValueError),
+        ("prox_group_lasso_", ("w1d", 0.1), ShapeError),
+        ("clip_", ("w", 1.0, -1.0), ValueError),
+        ("clip_", ("w", float("nan"), 1.0), ValueError),
+        ("max_norm_", ("w3d", 1.0), ShapeError),
+        ("max_norm_", ("w", -1.0), ValueError),
+        ("project_l1_ball_", ("w", 0.0), ValueError),
+        ("sgd_prox_step_", ("w", "g_t", 0.1, 0.1, 0.1), ShapeError),
+        ("sgd_prox_step_", ("w", "g", -0.1, 0.1, 0.1), ValueError),
+        ("adamw_prox_step_", ("w", "g", "m", "v", 0, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.0), ValueError),
+        ("adamw_prox_step_", ("w", "g", "m", "v", 1, 0.1, 1.0, 0.999, 1e-8, 0.0, 0.0), ValueError),
+        ("adamw_prox_step_", ("w", "g", "m", "v32", 1, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.0), DTypeError),
+        ("adamw_prox_step_", ("w", "g", "m_t", "v", 1, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.0), ShapeError),
+    ]
+
+
+@pytest.mark.parametrize(("kernel", "args", "error"), _bad_calls())
+def test_bad_arguments_raise_before_modifying(impl, kernel, args, error):
+    rng = np.random.default_rng(0)
+    hosts = {
+        "w": rng.normal(size=(3, 4)), "g": rng.normal(size=(3, 4)), "m": rng.normal(size=(3, 4)),
+        "v": rng.random(size=(3, 4)), "g_t": rng.normal(size=(4, 3)), "m_t": rng.normal(size=(4, 3)),
+        "w1d": rng.normal(size=12), "w3d": rng.normal(size=(2, 3, 2)),
+    }
+    arrays = {name: impl.put(a, np.float64) for name, a in hosts.items()}
+    arrays["g32"] = impl.put(hosts["g"], np.float32)
+    arrays["v32"] = impl.put(hosts["v"], np.float32)
+    arrays["ints"] = impl.xp.asarray(np.arange(12).reshape(3, 4), device=impl.device)
+    snapshot = {name: impl.host(a) for name, a in arrays.items()}
+    call_args = [arrays[a] if isinstance(a, str) else a for a in args]
+    with pytest.raises(error, match="expected|must|needs"):
+        getattr(impl.kernels, kernel)(*call_args)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(impl.host(a), snapshot[name], err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch of the compiled table
+
+
+class _Recorder:
+    """Stands in for minireg._ckernels and records which loops were called."""
+
+    def __init__(self, module):
+        self.module, self.calls = module, []
+
+    def __getattr__(self, name):
+        self.calls.append(name)
+        return getattr(self.module, name)
+
+
+ALL_KERNEL_CALLS = {
+    "l1_grad_": lambda k, a, b, c, d: k.l1_grad_(a, b, 0.1),
+    "l2_grad_": lambda k, a, b, c, d: k.l2_grad_(a, b, 0.1),
+    "elastic_net_grad_": lambda k, a, b, c, d: k.elastic_net_grad_(a, b, 0.1, 0.1),
+    "prox_l1_": lambda k, a, b, c, d: k.prox_l1_(a, 0.1),
+    "prox_l2_": lambda k, a, b, c, d: k.prox_l2_(a, 0.1),
+    "prox_elastic_net_": lambda k, a, b, c, d: k.prox_elastic_net_(a, 0.1, 0.1),
+    "prox_group_lasso_": lambda k, a, b, c, d: k.prox_group_lasso_(a, 0.1),
+    "clip_": lambda k, a, b, c, d: k.clip_(a, -0.1, 0.1),
+    "max_norm_": lambda k, a, b, c, d: k.max_norm_(a, 0.1),
+    "project_l1_ball_": lambda k, a, b, c, d: k.project_l1_ball_(a, 0.1),
+    "sgd_prox_step_": lambda k, a, b, c, d: k.sgd_prox_step_(a, b, 0.1, 0.1, 0.1),
+    "adamw_prox_step_": lambda k, a, b, c, d: k.adamw_prox_step_(a, b, c, d, 1, 0.1, 0.9, 0.99,
+                                                                 1e-8, 0.1, 0.1),
+}
+
+
+@pytest.mark.parametrize("kernel", ALL_KERNEL_CALLS)
+@pytest.mark.parametrize(
+    ("dtype", "layout", "compiled"),
+    [(np.float32, "contiguous", True), (np.float64, "contiguous", True),
+     (np.float64, "readonly-input", True), (np.float64, "strided", False),
+     (np.float16, "contiguous", False), (np.float64, "empty", False)],
+)
+def test_compiled_dispatch(kernel, dtype, layout, compiled):
+    impl = _compiled_impl()
+    kernels = CompiledKernels(np)
+    kernels._ck = recorder = _Recorder(kernels._ck)
+    rng = np.random.default_rng(1)
+    shape = (0, 4) if layout == "empty" else (6, 4)
+    host = [rng.normal(size=shape), rng.normal(size=shape), np.zeros(shape), np.zeros(shape)]
+    arrays = [impl.put(h, dtype, "strided" if layout == "strided" else "contiguous") for h in host]
+    if layout == "readonly-input":
+        arrays[1].flags.writeable = False
+    ALL_KERNEL_CALLS[kernel](kernels, *arrays)
+    assert bool(recorder.calls) == compiled, recorder.calls
+
+
+def test_compiled_grad_with_read_only_gradient_target_falls_back_and_numpy_raises():
+    g = np.zeros(4)
+    g.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _compiled_impl().kernels.l2_grad_(g, np.ones(4), 0.1)
