@@ -644,3 +644,7 @@ def softplus(x): return Softplus()(_t(x))
 def logsumexp(x, axis=None, keepdims=False): return LogSumExp(axis, keepdims)(_t(x))
 def softmax(x, axis=-1): return Softmax(axis)(_t(x))
 def log_softmax(x, axis=-1): return LogSoftmax(axis)(_t(x))
+
+
+# Layer-level ops live in their own modules and are re-exported so ``F`` is the one namespace.
+from minireg.functional_nn import batch_norm, dropout, embedding, layer_norm, linear  # noqa: E402,F401

@@ -1,0 +1,118 @@
+"""Dense layers, dropout, embedding, flatten and activation modules."""
+import math
+
+from minireg import functional as F
+from minireg._config import get_default_dtype
+from minireg.errors import ShapeError
+from minireg.nn import init
+from minireg.nn.module import Module
+from minireg.nn.parameter import Parameter
+from minireg.tensor import tensor
+
+
+def empty_parameter(shape, dtype=None):
+    """A Parameter of ``shape`` on the current backend, to be filled by an initialiser."""
+    import numpy as np
+    return Parameter(np.zeros(shape, dtype=np.dtype(dtype) if dtype is not None else get_default_dtype()))
+
+
+def check_input(layer, x, expected_ndim, expected, actual_ok):
+    """Raise a ShapeError naming the layer, the expected and the actual shape."""
+    if (expected_ndim is not None and x.ndim not in expected_ndim) or not actual_ok:
+        raise ShapeError(f"{type(layer).__name__}({layer.extra_repr()}): expected input of shape {expected}, "
+                         f"got {x.shape}")
+
+
+class Linear(Module):
+    """y = x W^T + b; ``weight`` (out_features, in_features), ``bias`` (out_features,)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = empty_parameter((out_features, in_features), dtype)
+        self.bias = empty_parameter((out_features,), dtype) if bias else None
+        init.default_weight_init_(self.weight, self.bias)
+
+    def forward(self, x):
+        x = x if hasattr(x, "creator") else tensor(x)
+        check_input(self, x, None, f"(..., {self.in_features})", x.ndim >= 1 and x.shape[-1] == self.in_features)
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    """Merge axes ``start_axis..end_axis`` (by default all but the batch axis)."""
+
+    def __init__(self, start_axis=1, end_axis=-1):
+        super().__init__()
+        self.start_axis, self.end_axis = start_axis, end_axis
+
+    def forward(self, x):
+        return F.flatten(x, self.start_axis, self.end_axis)
+
+
+class Dropout(Module):
+    """Zero activations with probability p in training (scaled by 1/(1-p)); identity in eval."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Embedding(Module):
+    """A lookup table of ``num_embeddings`` vectors of size ``embedding_dim`` (initialised N(0, 1))."""
+
+    def __init__(self, num_embeddings, embedding_dim, dtype=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = init.normal_(empty_parameter((num_embeddings, embedding_dim), dtype))
+
+    def forward(self, indices):
+        return F.embedding(indices, self.weight)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+def _activation(name, fn, doc, **defaults):
+    """A parameter-free module applying ``fn`` (keyword options stored as attributes)."""
+    def __init__(self, **kwargs):
+        Module.__init__(self)
+        unknown = set(kwargs) - set(defaults)
+        if unknown:
+            raise TypeError(f"{name}() got unexpected options {sorted(unknown)}; expected {sorted(defaults)}")
+        for key, value in {**defaults, **kwargs}.items():
+            setattr(self, key, value)
+
+    def forward(self, x):
+        return fn(x, **{k: getattr(self, k) for k in defaults})
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={getattr(self, k)}" for k in defaults)
+
+    return type(name, (Module,), {"__init__": __init__, "forward": forward, "extra_repr": extra_repr, "__doc__": doc})
+
+
+ReLU = _activation("ReLU", F.relu, "max(x, 0)")
+LeakyReLU = _activation("LeakyReLU", F.leaky_relu, "x if x > 0 else negative_slope * x", negative_slope=0.01)
+ELU = _activation("ELU", F.elu, "x if x > 0 else alpha * (exp(x) - 1)", alpha=1.0)
+Sigmoid = _activation("Sigmoid", F.sigmoid, "1 / (1 + exp(-x))")
+Tanh = _activation("Tanh", F.tanh, "tanh(x)")
+Softplus = _activation("Softplus", F.softplus, "log(1 + exp(x))")
+Softmax = _activation("Softmax", F.softmax, "exp(x) / sum(exp(x)) along axis", axis=-1)
+LogSoftmax = _activation("LogSoftmax", F.log_softmax, "x - logsumexp(x) along axis", axis=-1)
