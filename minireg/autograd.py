@@ -62,9 +62,9 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
             for x, gx in zip(fn.inputs, fn.backward(gy)):
                 if gx is None or not x.requires_grad:
                     continue
-                if gx.shape != x.shape:
+                if gx.data.shape != x.data.shape:
                     gx = sum_to(gx, x.shape)
-                if gx.dtype != x.dtype:
+                if gx.data.dtype != x.data.dtype:
                     gx = cast(gx, x.dtype)
                 if x.creator is not None:
                     accumulate(x.creator, gx)

@@ -21,27 +21,33 @@ class Function:
 
     def __call__(self, *inputs):
         backend = inputs[0].backend
-        for x in inputs:
+        needs_grad, generation, arrays = False, 0, []
+        for x in inputs:   # one pass: device check, grad flag, generation, raw arrays (hot path)
             if x.backend is not backend:
                 raise DeviceError(f"{type(self).__name__}: inputs live on different devices "
                                   f"({backend.device_name} and {x.backend.device_name}); move them "
                                   f"explicitly with Tensor.to(), minireg never copies between devices")
+            if x.requires_grad:
+                needs_grad = True
+                if x.generation > generation:
+                    generation = x.generation
+            arrays.append(x.data)
         self.backend = backend
         self.xp = backend.xp
         try:
-            y = self.forward(*[x.data for x in inputs])
+            y = self.forward(*arrays)
         except ValueError as exc:
             shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
             raise ShapeError(f"{type(self).__name__}: cannot apply to inputs of shapes {shapes}: {exc}") from exc
         if isinstance(y, np.generic):  # NumPy returns scalars from 0-d arithmetic; keep arrays
             y = np.asarray(y)
         out = Tensor._make(y, backend)
-        if _grad_enabled.get() and any(x.requires_grad for x in inputs):
+        if needs_grad and _grad_enabled.get():
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
-            self.generation = max(x.generation for x in inputs)
-            out.generation = self.generation + 1
+            self.generation = generation
+            out.generation = generation + 1
             self._output_ref = weakref.ref(out)
         return out
 

@@ -44,7 +44,7 @@ class Tensor:
         return t
 
     # -- properties -----------------------------------------------------------------------------
-    shape = property(lambda self: tuple(self.data.shape))
+    shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
     size = property(lambda self: self.data.size)
