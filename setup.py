@@ -35,12 +35,27 @@ def compiler_has_openmp(compiler):
     return True
 
 
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "cdivision": True,
+    "initializedcheck": False,
+}
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
+        # Cythonized here rather than at module level so the .pyx (not a generated .c) is the
+        # extension source that an sdist ships. One C file per mode: cythonize regenerates only
+        # when the .pyx is newer, so a shared file would keep the other mode's directives.
+        build_dir = os.path.join("build", "cython-debug" if DEBUG else "cython")
         unix = self.compiler.compiler_type == "unix"
         openmp = compiler_has_openmp(self.compiler)
         print(f"minireg: building kernels {'with' if openmp else 'without'} OpenMP")
         for ext in self.extensions:
+            (cythonized,) = cythonize(ext, compiler_directives=DIRECTIVES, build_dir=build_dir)
+            ext.sources = cythonized.sources
             if unix:
                 ext.extra_compile_args.append("-O3")
             if openmp:
@@ -49,18 +64,7 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-extensions = cythonize(
-    [Extension("minireg._ckernels", ["csrc/_ckernels.pyx"])],
-    # One C file per mode: cythonize regenerates only when the .pyx is newer, so a shared file
-    # would keep the other mode's directives.
-    build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython"),
-    compiler_directives={
-        "language_level": 3,
-        "boundscheck": DEBUG,
-        "wraparound": DEBUG,
-        "cdivision": True,
-        "initializedcheck": False,
-    },
+setup(
+    ext_modules=[Extension("minireg._ckernels", ["csrc/_ckernels.pyx"])],
+    cmdclass={"build_ext": BuildExt},
 )
-
-setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})
