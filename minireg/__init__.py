@@ -5,6 +5,7 @@ from minireg import functional as F
 from minireg._config import enable_grad, get_default_dtype, is_grad_enabled, no_grad, set_default_dtype
 from minireg._info import show_config
 from minireg.autograd import grad
+from minireg.checkpoint import load, save
 from minireg.backend import available_backends, current_backend, get_backend, set_backend, using_backend
 from minireg.errors import (BackendUnavailableError, DeviceError, DTypeError, GradcheckError, GraphError,
                             MiniregError, NonFiniteError, ShapeError)
