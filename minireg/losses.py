@@ -1,0 +1,174 @@
+"""Loss functions with PyTorch's names and semantics, built from differentiable minireg ops.
+
+Every loss takes ``reduction="mean" | "sum" | "none"`` and supports double backward (gradient
+penalties, Hessian-vector products), because it is composed of ops whose backward passes are
+themselves differentiable.
+
+Differences from PyTorch, on purpose:
+
+* regression losses and ``binary_cross_entropy_with_logits`` require ``input.shape == target.shape``
+  (PyTorch broadcasts ``(N, 1)`` against ``(N,)`` to ``(N, N)`` with only a warning);
+* class labels are validated before anything is computed; for labels that live on a device this
+  costs one transfer of two scalars (their min and max) to the host.
+"""
+import numpy as np
+
+from minireg import functional as F
+from minireg.errors import DeviceError, ShapeError
+from minireg.tensor import Tensor, as_tensor, tensor
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    return loss.sum() if reduction == "sum" else loss
+
+
+def _pair(input, target, name):
+    """``input`` as a Tensor and ``target`` as a Tensor on its backend, with equal shapes."""
+    input = input if isinstance(input, Tensor) else tensor(input)
+    target = as_tensor(target, like=input)
+    if input.shape != target.shape:
+        raise ShapeError(f"{name}: input shape {input.shape} and target shape {target.shape} differ; "
+                         f"reshape one of them (minireg does not broadcast a loss's target)")
+    return input, target
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Squared error ``(input - target)**2``."""
+    _check_reduction(reduction)
+    input, target = _pair(input, target, "mse_loss")
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """Absolute error ``|input - target|`` (subgradient 0 where they are equal)."""
+    _check_reduction(reduction)
+    input, target = _pair(input, target, "l1_loss")
+    return _reduce(F.abs(input - target), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """``0.5 d**2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``, with ``d = input - target``."""
+    _check_reduction(reduction)
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta!r}")
+    input, target = _pair(input, target, "huber_loss")
+    diff = input - target
+    magnitude = F.abs(diff)
+    loss = F.where(magnitude < delta, 0.5 * diff * diff, delta * (magnitude - 0.5 * delta))
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+    """``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))``, computed stably as
+    ``max(x, 0) - x t + log1p(exp(-|x|)) = softplus(x) - x t`` (finite for any logit)."""
+    _check_reduction(reduction)
+    input, target = _pair(input, target, "binary_cross_entropy_with_logits")
+    return _reduce(F.softplus(input) - input * target, reduction)
+
+
+def _is_integer(dtype, backend):
+    return backend.numpy_dtype(dtype).kind in "iu"
+
+
+def _min_max(labels, backend):
+    if isinstance(labels, np.ndarray):
+        return int(labels.min()), int(labels.max())
+    xp = backend.xp
+    return tuple(backend.to_numpy(xp.stack([xp.min(labels), xp.max(labels)])).tolist())
+
+
+def class_labels(target, num_rows, num_classes, backend, name):
+    """Integer labels of shape ``(num_rows,)`` in ``[0, num_classes)``, as a raw array on ``backend``.
+
+    Accepts an integer Tensor on ``backend`` or integer host data (NumPy array, list), which is
+    checked on the host and then copied to ``backend``'s device.
+    """
+    if isinstance(target, Tensor):
+        if target.backend is not backend:
+            raise DeviceError(f"{name}: labels are on {target.backend.device_name} but the scores are on "
+                              f"{backend.device_name}; move them with .to({backend.device_name!r})")
+        labels = target.data
+    else:
+        labels = target if backend.owns(target) else np.asarray(target)
+    if not _is_integer(labels.dtype, backend):
+        hint = "; for class probabilities pass a float target of shape (N, C)" if labels.ndim == 1 else ""
+        raise ValueError(f"{name}: class labels must be integers, got dtype "
+                         f"{backend.numpy_dtype(labels.dtype)}{hint}")
+    if tuple(labels.shape) != (num_rows,):
+        raise ShapeError(f"{name}: expected {num_rows} labels of shape ({num_rows},), got shape {tuple(labels.shape)}")
+    if num_rows:
+        low, high = _min_max(labels, backend)
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"{name}: label {low if low < 0 else high} is out of range [0, {num_classes}) "
+                             f"for {num_classes} classes")
+    return labels if backend.owns(labels) else backend.asarray(labels)
+
+
+def label_mask(labels, num_classes, backend):
+    """Boolean ``(N, num_classes)`` array, True at ``(n, labels[n])`` (``labels``: raw array on ``backend``)."""
+    xp = backend.xp
+    classes = xp.arange(num_classes, device=backend.device)
+    return xp.astype(labels, xp.int64)[:, None] == classes[None, :]
+
+
+def _check_scores(scores, name):
+    scores = scores if isinstance(scores, Tensor) else tensor(scores)
+    if scores.ndim != 2:
+        raise ShapeError(f"{name}: expected scores of shape (N, C), got shape {scores.shape}")
+    return scores
+
+
+def _target_mask(scores, target, name):
+    """Boolean mask of the labelled class in each row; picking ``scores`` through it (a masked row
+    sum) runs on any array-API backend, and ``where`` keeps -inf scores of other classes out of the
+    result and its gradients (a one-hot product would give 0 * -inf = nan)."""
+    n, c = scores.shape
+    return label_mask(class_labels(target, n, c, scores.backend, name), c, scores.backend)
+
+
+def nll_loss(input, target, reduction="mean"):
+    """Negative log-likelihood ``-input[n, target[n]]`` of log-probabilities ``input`` (N, C)."""
+    _check_reduction(reduction)
+    input = _check_scores(input, "nll_loss")
+    mask = _target_mask(input, target, "nll_loss")
+    return _reduce(-F.where(mask, input, 0.0).sum(axis=1), reduction)
+
+
+def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
+    """``-sum_c q[n, c] log_softmax(input)[n, c]`` for logits ``input`` of shape (N, C).
+
+    ``target``: integer labels (N,), so q is one-hot, or class probabilities (N, C) (float).
+    Label smoothing ``eps`` replaces q by ``(1 - eps) q + eps / C``, as in PyTorch, for both kinds
+    of target; computed as ``(1 - eps) * loss - eps / C * sum_c log_softmax(input)[n, c]``.
+    ``log_softmax`` subtracts the row maximum first (log-sum-exp), so any finite logits give
+    finite losses and gradients.
+    """
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    input = _check_scores(input, "cross_entropy")
+    n, c = input.shape
+    target = target if hasattr(target, "dtype") else np.asarray(target)
+    given_labels = _is_integer(target.dtype, input.backend) or target.ndim == 1
+    if given_labels:
+        mask = _target_mask(input, target, "cross_entropy")
+    else:
+        probs = as_tensor(target, like=input)
+        if probs.shape != (n, c):
+            raise ShapeError(f"cross_entropy: probability targets must have the logits' shape {(n, c)}, "
+                             f"got {probs.shape}")
+    log_probs = F.log_softmax(input, axis=1)
+    loss = -(F.where(mask, log_probs, 0.0) if given_labels else log_probs * probs).sum(axis=1)
+    if label_smoothing:
+        loss = (1.0 - label_smoothing) * loss - (label_smoothing / c) * log_probs.sum(axis=1)
+    return _reduce(loss, reduction)
