@@ -648,3 +648,6 @@ def log_softmax(x, axis=-1): return LogSoftmax(axis)(_t(x))
 
 # Layer-level ops live in their own modules and are re-exported so ``F`` is the one namespace.
 from minireg.functional_nn import batch_norm, dropout, embedding, layer_norm, linear  # noqa: E402,F401
+from minireg.functional_conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d, upsample_nearest2d  # noqa: E402,F401
+from minireg.losses import (binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss,  # noqa: E402,F401
+                            mse_loss, nll_loss)
