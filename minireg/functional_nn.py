@@ -4,15 +4,33 @@ import math
 
 from minireg._config import no_grad
 from minireg.errors import ShapeError
-from minireg.functional import _t, getitem, reshape, sqrt
+from minireg.function import Function
+from minireg.functional import _t, getitem, matmul, reshape, sqrt, sum, transpose
 from minireg.random import default_generator
 from minireg.tensor import Tensor
 
 
+class Linear(Function):
+    """y = x W^T (+ b) over the last axis of x. One op rather than matmul(x, W.T): the weight
+    gradient gy^T x then comes out contiguous in W's own layout, as the optimizer kernels want."""
+
+    def forward(self, x, w, b=None):
+        y = self.xp.matmul(x, self.xp.matrix_transpose(w))
+        return y if b is None else y + b
+
+    def backward(self, gy):
+        x, w = self.inputs[0], self.inputs[1]
+        gx = matmul(gy, w) if x.requires_grad else None
+        gy_2d = reshape(gy, (-1, gy.shape[-1]))
+        gw = matmul(transpose(gy_2d), reshape(x, (-1, x.shape[-1]))) if w.requires_grad else None
+        if len(self.inputs) == 2:
+            return gx, gw
+        return gx, gw, sum(gy_2d, axis=0) if self.inputs[2].requires_grad else None
+
+
 def linear(x, weight, bias=None):
     """y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch."""
-    y = _t(x) @ weight.T
-    return y if bias is None else y + bias
+    return Linear()(_t(x), weight) if bias is None else Linear()(_t(x), weight, bias)
 
 
 def dropout(x, p=0.5, training=True, generator=None):

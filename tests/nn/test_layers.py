@@ -28,6 +28,9 @@ def test_linear_gradients_and_double_backward():
     x = mr.tensor(rng.normal(size=(4, 3)))
     gradcheck(lambda x, w, b: F.linear(x, w, b), [x, layer.weight, layer.bias])
     gradgradcheck(lambda x, w, b: F.tanh(F.linear(x, w, b)), [x, layer.weight, layer.bias])
+    batched = mr.tensor(rng.normal(size=(2, 2, 3)))     # leading batch axes
+    gradcheck(lambda x, w, b: F.linear(x, w, b), [batched, layer.weight, layer.bias])
+    gradgradcheck(lambda x, w: F.tanh(F.linear(x, w)), [batched, layer.weight])
 
 
 def numpy_batch_norm(x, gamma, beta, eps):
