@@ -1,0 +1,57 @@
+"""Adam (coupled L2 weight decay) and AdamW (decoupled weight decay)."""
+from minireg.kernels.reference import adamw_coefficients
+from minireg.optim.optimizer import Optimizer, betas, flag, nonnegative, positive
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam. With g = g + weight_decay * w (coupled L2, rescaled by the adaptive step)::
+
+        m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g^2       (t: 1-based step count)
+        v' = max(v', v) if amsgrad else v
+        w = w - lr / (1 - b1^t) * m / (sqrt(v') / sqrt(1 - b2^t) + eps)
+
+    Without amsgrad the update is one call of the backend's fused ``adamw_prox_step_`` kernel.
+    """
+
+    _checks = {"lr": nonnegative, "betas": betas, "eps": positive, "weight_decay": nonnegative, "amsgrad": flag}
+    _array_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _count_state = ("step",)
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+
+    def _update(self, p, g, state, group):
+        w = p.data
+        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        m, v = self._buffer(state, "exp_avg", p), self._buffer(state, "exp_avg_sq", p)
+        step = state["step"] = state.get("step", 0) + 1
+        if weight_decay and not self._decoupled:
+            g = g + weight_decay * w
+        decay = weight_decay if self._decoupled else 0.0   # the kernel's decay is the decoupled one
+        if not group["amsgrad"]:
+            p.backend.kernels.adamw_prox_step_(w, g, m, v, step, lr, beta1, beta2, eps, decay, 0.0)
+            return
+        # AMSGrad has no kernel: the same arithmetic as the kernel, with the running maximum of v.
+        xp = p.backend.xp
+        v_max = self._buffer(state, "max_exp_avg_sq", p)
+        coef = adamw_coefficients(step, lr, beta1, beta2, decay, 0.0)
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        v_max[...] = xp.maximum(v_max, v)
+        w *= coef.decay
+        w -= coef.step_size * m / (xp.sqrt(v_max) * coef.inv_sqrt_bc2 + eps)
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam without the L2 term in g, and a decoupled decay before the step::
+
+        w = w - lr * weight_decay * w;   then the Adam update of w with the raw gradient
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)

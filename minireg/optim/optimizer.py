@@ -1,0 +1,394 @@
+"""The Optimizer base class: parameter groups, per-parameter state, hooks and state dicts.
+
+Names and semantics follow ``torch.optim``. A subclass declares its options (``_checks``: name ->
+checker that validates and normalises a value), the names of its state entries, and one
+``_update(p, g, state, group)`` that changes ``p.data`` in place with the backend's array namespace
+(``p.backend.xp``) or kernel table (``p.backend.kernels``), so the data never leaves its device.
+
+Parameter groups
+----------------
+``params`` is an iterable of leaf tensors that require grad (``model.parameters()`` is fine), or a
+list of dicts ``{"params": [...], "lr": ..., ...}``; options missing from a group come from the
+constructor's arguments. Keys that are not options (a group ``"name"``, a hook's per-group setting,
+a scheduler's ``"initial_lr"``) are kept as they are, except keys that look like a misspelt option,
+which raise. ``param_groups`` is a plain list of dicts: edit ``group["lr"]`` to change the step.
+
+Hooks
+-----
+A hook is any object with
+
+- ``timing``: ``"pre"`` (runs before the update) or ``"post"`` (after it); required;
+- ``stage``: ``"penalty"`` or ``"clip"`` when pre, ``"prox"`` or ``"constraint"`` when post;
+- ``name`` (optional): shown in messages;
+- ``hook(optimizer, group, params)``: called once per param group, in group order, with the list of
+  that group's parameters that have a gradient (possibly empty).
+
+``step()`` runs, inside ``no_grad``::
+
+    penalty hooks -> clip hooks -> the update rule -> prox hooks -> constraint hooks
+
+so penalty gradients are in place before gradients are clipped, clipping sees the full gradient,
+proximal steps read the learning rate of this very step from ``group["lr"]``, and projections come
+last, leaving the parameters feasible. Within a stage, hooks run in registration order; each hook
+runs over every group before the next hook starts. Pre hooks change gradients, post hooks change
+``p.data`` in place. A hook must not write into ``p.grad.data``: backward may give two parameters
+the same gradient tensor, or a read-only broadcast view, so assign a new tensor to ``p.grad``.
+"""
+import difflib
+import inspect
+import math
+
+import numpy as np
+
+from minireg._config import enable_grad, no_grad
+from minireg.tensor import Tensor
+
+PRE_STAGES = ("penalty", "clip")
+POST_STAGES = ("prox", "constraint")
+_STAGES = {"pre": PRE_STAGES, "post": POST_STAGES}
+_STAGE_ORDER = {stage: i for i, stage in enumerate(PRE_STAGES + POST_STAGES)}
+
+
+# -- option checkers: validate one value and return it normalised (state dicts may hand back
+# NumPy scalars, 0-d arrays or lists where the user passed floats, bools and tuples) -------------
+def _real(name, value):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def nonnegative(name, value):
+    value = _real(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def positive(name, value):
+    value = _real(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def unit_interval(name, value):
+    value = _real(name, value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def betas(name, value):
+    try:
+        beta1, beta2 = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
+    return unit_interval(f"{name}[0]", beta1), unit_interval(f"{name}[1]", beta2)
+
+
+def flag(name, value):
+    if np.ndim(value) != 0 or np.asarray(value).dtype != np.bool_:
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _suggest(word, choices):
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _index(value):
+    """``value`` as an int if it is an integral number (int, NumPy integer or 0-d array, decimal
+    string: the forms an index or count takes after an .npz round trip), else None."""
+    try:
+        number = int(value)
+        return number if np.ndim(value) == 0 and number == float(value) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_list(params, where):
+    if isinstance(params, Tensor):
+        return [params]
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(f"{where} must be an ordered iterable (a list or generator), not a set: the order "
+                        f"of parameters numbers them in state dicts")
+    if isinstance(params, dict):
+        raise TypeError(f"{where}: a single param group dict must be wrapped in a list, [{{'params': ...}}]")
+    try:
+        return list(params)
+    except TypeError:
+        raise TypeError(f"{where} must be an iterable of Tensors or of param group dicts, "
+                        f"got {type(params).__name__}") from None
+
+
+class Optimizer:
+    """Base class. ``Optimizer(params, defaults)``; see the module docstring for groups and hooks."""
+
+    _checks = {}          # option name -> checker(name, value) -> normalised value
+    _array_state = ()     # state entries shaped like the parameter (arrays on its device)
+    _count_state = ()     # state entries that are integer counts (e.g. "step")
+
+    def __new__(cls, *args, **kwargs):
+        # Python's own error for a misspelt keyword does not list the valid ones; do it here, before
+        # __init__ runs, so nothing is stored either way.
+        signature = inspect.signature(cls.__init__)
+        names = [n for n, p in signature.parameters.items() if n != "self" and p.kind != p.VAR_POSITIONAL]
+        if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+            for key in kwargs:
+                if key not in names:
+                    raise TypeError(f"{cls.__name__} got an unknown option {key!r}{_suggest(key, names)}; "
+                                    f"expected one of {', '.join(names)}")
+        return super().__new__(cls)
+
+    def __init__(self, params, defaults):
+        name = type(self).__name__
+        self.defaults = self._checked_options(defaults, f"{name}: ")
+        items = _as_list(params, f"{name}: params")
+        if not items:
+            raise ValueError(f"{name} got an empty parameter list")
+        if all(isinstance(item, dict) for item in items):
+            groups = items
+        elif any(isinstance(item, dict) for item in items):
+            raise TypeError(f"{name}: params must be all Tensors or all param group dicts, not a mix")
+        else:
+            groups = [{"params": items}]
+        owners = {}
+        checked = [self._checked_group(group, i, owners) for i, group in enumerate(groups)]
+        self.param_groups = checked
+        self.state = {}       # parameter -> {entry name: array or number}; keyed by the object itself
+        self._hooks = []      # registration order
+        self._pre_hooks, self._post_hooks = (), ()
+
+    def __repr__(self):
+        sizes = ", ".join(str(len(g["params"])) for g in self.param_groups)
+        options = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
+        return f"{type(self).__name__}({options}; params per group: {sizes})"
+
+    # -- validation ------------------------------------------------------------------------------
+    def _checked_options(self, options, where):
+        out = dict(options)
+        for key, check in self._checks.items():
+            if key in out:
+                try:
+                    out[key] = check(key, out[key])
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"{where}{exc}") from None
+        for key in out:
+            hint = "" if key in self._checks or key == "params" else _suggest(key, list(self._checks))
+            if hint:
+                raise ValueError(f"{where}unknown option {key!r}{hint}; options are {', '.join(self._checks)}")
+        try:
+            self._check_group(out)
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
+        return out
+
+    def _check_group(self, group):
+        """Checks that involve several options (subclasses override)."""
+
+    def _checked_group(self, group, index, owners):
+        """A validated copy of ``group`` with defaults filled in; ``owners`` maps parameter -> group index."""
+        where = f"{type(self).__name__}: param group {index}: "
+        if not isinstance(group, dict):
+            raise TypeError(f"{where}expected a dict with a 'params' entry, got {type(group).__name__}")
+        if "params" not in group:
+            raise ValueError(f"{where}has no 'params' entry")
+        params = _as_list(group["params"], f"{where}'params'")
+        for j, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{where}parameter {j} is a {type(p).__name__}, expected a Tensor or Parameter")
+            if not p.requires_grad:
+                raise ValueError(f"{where}parameter {j} (shape {p.shape}) does not require grad; "
+                                 f"optimize only tensors created with requires_grad=True")
+            if not p.is_leaf:
+                raise ValueError(f"{where}parameter {j} is not a leaf (it was computed by an op); "
+                                 f"optimize the leaf tensors instead")
+            if p in owners:
+                raise ValueError(f"{where}parameter {j} (shape {p.shape}) appears more than once "
+                                 f"(already in param group {owners[p]})")
+            owners[p] = index
+        checked = self._checked_options({**self.defaults, **group}, where)
+        checked["params"] = params
+        return checked
+
+    def add_param_group(self, group):
+        """Append a param group (validated like the constructor's; missing options from the defaults)."""
+        owners = {p: i for i, g in enumerate(self.param_groups) for p in g["params"]}
+        self.param_groups.append(self._checked_group(group, len(self.param_groups), owners))
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def add_hook(self, hook):
+        """Register ``hook`` (see the module docstring for the contract); returns it."""
+        label = getattr(hook, "name", None) or type(hook).__name__
+        timing = getattr(hook, "timing", None)
+        if timing not in _STAGES:
+            raise ValueError(f"hook {label!r} must declare timing 'pre' (before the update) or 'post' "
+                             f"(after it), got {timing!r}")
+        stage = getattr(hook, "stage", None)
+        if stage not in _STAGES[timing]:
+            raise ValueError(f"hook {label!r} has timing {timing!r}, so its stage must be one of "
+                             f"{_STAGES[timing]}, got {stage!r}")
+        if not callable(getattr(hook, "hook", None)):
+            raise TypeError(f"hook {label!r} has no method hook(optimizer, group, params)")
+        if any(h is hook for h in self._hooks):
+            raise ValueError(f"hook {label!r} is already registered")
+        self._hooks.append(hook)
+        self._order_hooks()
+        return hook
+
+    def remove_hook(self, hook):
+        for i, registered in enumerate(self._hooks):
+            if registered is hook:
+                del self._hooks[i]
+                self._order_hooks()
+                return
+        raise ValueError(f"hook {getattr(hook, 'name', None) or type(hook).__name__!r} is not registered")
+
+    def _order_hooks(self):
+        ordered = sorted(self._hooks, key=lambda h: _STAGE_ORDER[h.stage])   # stable: registration order
+        self._pre_hooks = tuple(h for h in ordered if h.timing == "pre")
+        self._post_hooks = tuple(h for h in ordered if h.timing == "post")
+
+    @property
+    def hooks(self):
+        """The registered hooks in the order ``step()`` runs them."""
+        return self._pre_hooks + self._post_hooks
+
+    # -- stepping --------------------------------------------------------------------------------
+    def zero_grad(self, set_to_none=True):
+        """Drop gradients (``set_to_none``) or replace them with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    # A fresh tensor, not zeroing in place: grads may be shared or read-only.
+                    p.grad = None if set_to_none else Tensor._make(p.backend.xp.zeros_like(p.data), p.backend)
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns ``closure()`` if given.
+
+        ``closure`` (recomputes the loss and calls backward) runs with gradients enabled.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            active = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+            self._run_hooks(self._pre_hooks, active)
+            for group, params in zip(self.param_groups, active):
+                for p in params:
+                    self._update(p, p.grad.data, self.state.setdefault(p, {}), group)
+            self._run_hooks(self._post_hooks, active)
+        return loss
+
+    def _run_hooks(self, hooks, active):
+        for hook in hooks:
+            for group, params in zip(self.param_groups, active):
+                hook.hook(self, group, params)
+
+    def _update(self, p, g, state, group):
+        """Update ``p.data`` in place from gradient array ``g``; ``state`` is p's (mutable) state."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _buffer(state, name, p, fill=0.0):
+        """``state[name]``, created as an array like ``p`` filled with ``fill`` on first use."""
+        if name not in state:
+            state[name] = p.backend.xp.full_like(p.data, fill)
+        return state[name]
+
+    # -- state dicts -----------------------------------------------------------------------------
+    def state_dict(self):
+        """``{"state": {index: {name: ndarray or int}}, "param_groups": [{options, "params": [index]}]}``.
+
+        Parameters are numbered in group order. Only NumPy arrays (host copies), Python numbers,
+        strings, tuples, lists and dicts, so it can be flattened into an .npz file.
+        """
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = [index.setdefault(p, len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for p, i in index.items():
+            if self.state.get(p):
+                state[i] = {name: np.array(p.backend.to_numpy(value)) if name in self._array_state else value
+                            for name, value in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore ``state_dict()`` output (also after an .npz round trip: numbers may come back as
+        0-d arrays, tuples as arrays, keys as strings). Every mismatch is reported in one ValueError,
+        raised before anything changes; arrays go to each parameter's device and dtype."""
+        errors = []
+        try:
+            saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        except (KeyError, TypeError):
+            raise ValueError("a state dict needs the entries 'state' and 'param_groups'") from None
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state dict has {len(saved_groups)} param groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        params_of = {}        # saved index -> current parameter
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            indices = [_index(k) for k in saved.get("params", ())]
+            if None in indices:
+                errors.append(f"param group {i}: 'params' must be a list of integer indices, "
+                              f"got {saved.get('params')!r}")
+            elif len(indices) != len(group["params"]):
+                errors.append(f"param group {i} has {len(indices)} params in the state dict, "
+                              f"{len(group['params'])} here")
+            else:
+                params_of.update(zip(indices, group["params"]))
+            options = {key: value for key, value in saved.items() if key != "params"}
+            try:
+                new_groups.append(self._checked_options({**group, **options}, f"param group {i}: "))
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        new_state = {}
+        for key, entries in saved_state.items():
+            p = params_of.get(_index(key))
+            if p is None:
+                errors.append(f"state for parameter {key} which no param group lists")
+                continue
+            new_state[p] = self._checked_state(p, key, entries, errors)
+        if errors:
+            raise ValueError(f"cannot load the state dict into {type(self).__name__}:\n  - " + "\n  - ".join(errors))
+        for group, new in zip(self.param_groups, new_groups):
+            params = group["params"]
+            group.clear()
+            group.update(new, params=params)
+        self.state = {p: {name: p.backend.from_numpy(value) if name in self._array_state else value
+                          for name, value in entries.items()}
+                      for p, entries in new_state.items()}
+
+    def _checked_state(self, p, key, entries, errors):
+        """Host copies of one parameter's saved state, converted to p's dtype; problems go to ``errors``."""
+        out = {}
+        for name, value in entries.items():
+            where = f"state of parameter {key} ({name!r})"
+            if name in self._count_state:
+                count = _index(value)
+                if count is None or count < 0:
+                    errors.append(f"{where} must be a count >= 0, got {value!r}")
+                out[name] = count
+            elif name in self._array_state:
+                try:
+                    out[name] = np.array(value, dtype=p.backend.numpy_dtype(p.dtype))
+                except (TypeError, ValueError):
+                    errors.append(f"{where} must be an array, got {type(value).__name__}")
+                    continue
+                if out[name].shape != p.shape:
+                    errors.append(f"{where} has shape {out[name].shape}, the parameter has {p.shape}")
+            else:
+                errors.append(f"{where} is not a state entry of {type(self).__name__} (it keeps "
+                              f"{', '.join(self._count_state + self._array_state)})")
+        return out
