@@ -7,9 +7,42 @@ table of compiled regularizer kernels. Subclasses override primitives with faste
 the generic versions here use only the array API, so they also run on array_api_strict's fake
 device, which is how the test suite catches host round-trips without a GPU.
 """
+import itertools
+
 import numpy as np
 
 from minireg.errors import DeviceError
+
+
+def window_geometry(shape, window_shape, axes, strides, dilations):
+    """Normalized ``(axes, strides, dilations, counts)`` for ``sliding_window`` on an array of ``shape``.
+
+    ``counts[k]`` is the number of windows along ``axes[k]``: floor((n - d*(w-1) - 1) / s) + 1.
+    """
+    ndim = len(shape)
+    axes = tuple(a % ndim for a in axes)
+    strides = tuple(strides) if strides is not None else (1,) * len(axes)
+    dilations = tuple(dilations) if dilations is not None else (1,) * len(axes)
+    if not len(window_shape) == len(axes) == len(strides) == len(dilations) or len(set(axes)) != len(axes):
+        raise ValueError(f"sliding_window: need one window size, stride and dilation per distinct axis, got "
+                         f"window_shape={tuple(window_shape)}, axes={axes}, strides={strides}, dilations={dilations}")
+    counts = tuple((shape[a] - d * (w - 1) - 1) // s + 1 for a, w, s, d in zip(axes, window_shape, strides, dilations))
+    if any(c < 1 for c in counts):
+        raise ValueError(f"sliding_window: window {tuple(window_shape)} with dilation {dilations} does not fit "
+                         f"axes {axes} of an array of shape {tuple(shape)}")
+    return axes, strides, dilations, counts
+
+
+def strided_windows(view_fn, x, window_shape, axes, strides=None, dilations=None):
+    """``sliding_window`` from a library's ``sliding_window_view``: unit-step windows of the dilated span,
+    then a strided slice (stride over positions, dilation inside windows); a view, no copy."""
+    axes, strides, dilations, _ = window_geometry(x.shape, window_shape, axes, strides, dilations)
+    spans = tuple(d * (w - 1) + 1 for w, d in zip(window_shape, dilations))
+    view = view_fn(x, spans, axis=axes)
+    index = [slice(None)] * x.ndim + [slice(None, None, d) for d in dilations]
+    for a, s in zip(axes, strides):
+        index[a] = slice(None, None, s)
+    return view[tuple(index)]
 
 
 class Backend:
@@ -126,6 +159,25 @@ class Backend:
                 parts.append(self.full(tuple(shape), value, x.dtype))
             x = xp.concat([parts[0], x, parts[1]], axis=axis)
         return x
+
+    def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
+        """Windows of ``x`` along ``axes``, as new trailing axes (NumPy's sliding_window_view layout):
+
+            out[..., p, ..., i, ...] = x[..., p * s + i * d, ...]
+
+        shape: ``x.shape`` with each ``axes[k]`` replaced by its window count (see ``window_geometry``),
+        then ``window_shape``. Read-only. Generic version: one strided slice per window offset,
+        stacked (a copy of prod(window_shape) times the input); real backends return a view.
+        """
+        xp = self.xp
+        axes, strides, dilations, counts = window_geometry(x.shape, window_shape, axes, strides, dilations)
+        pieces = []
+        for offsets in itertools.product(*(range(w) for w in window_shape)):
+            index = [slice(None)] * x.ndim
+            for a, i, n, s, d in zip(axes, offsets, counts, strides, dilations):
+                index[a] = slice(i * d, i * d + (n - 1) * s + 1, s)
+            pieces.append(x[tuple(index)])
+        return xp.reshape(xp.stack(pieces, axis=-1), pieces[0].shape + tuple(window_shape))
 
     def synchronize(self):
         """Wait for queued device work (a no-op on the CPU); benchmarks call it before reading clocks."""

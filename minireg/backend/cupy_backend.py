@@ -1,7 +1,7 @@
 """CuPy on one CUDA GPU. CuPy is imported only when this backend is first asked for."""
 import numpy as np
 
-from minireg.backend.base import Backend
+from minireg.backend.base import Backend, strided_windows
 from minireg.errors import BackendUnavailableError
 
 
@@ -77,6 +77,10 @@ class CupyBackend(Backend):
 
     def pad(self, x, pad_width, value=0.0):
         return self._cupy.pad(x, pad_width, constant_values=value)
+
+    def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
+        return strided_windows(self._cupy.lib.stride_tricks.sliding_window_view, x, window_shape, axes, strides,
+                               dilations)
 
     def synchronize(self):
         self.device.synchronize()

@@ -1,7 +1,7 @@
 """NumPy on the CPU, with the compiled kernel table when the extension is built."""
 import numpy as np
 
-from minireg.backend.base import Backend
+from minireg.backend.base import Backend, strided_windows
 
 
 class NumpyBackend(Backend):
@@ -47,3 +47,6 @@ class NumpyBackend(Backend):
 
     def pad(self, x, pad_width, value=0.0):
         return np.pad(x, pad_width, constant_values=value)
+
+    def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
+        return strided_windows(np.lib.stride_tricks.sliding_window_view, x, window_shape, axes, strides, dilations)

@@ -1,0 +1,260 @@
+"""Convolution and pooling on NCHW tensors, with PyTorch's semantics and argument names.
+
+Everything is built on one pair of linear Functions that are each other's adjoint, ``Im2Col`` and
+``Col2Im``, plus the core ops (matmul, reshape, max, ...), so every gradient is itself made of
+differentiable ops and double backward (gradient penalties through a conv net) works.
+
+Column layout: for a window of size (kH, kW), stride s, padding p and dilation d, window offset
+(i, j) at grid position (y, x) reads the padded pixel (y*sH + i*dH, x*sW + j*dW), and
+
+    cols[(c*kH + i)*kW + j, (n*gH + y)*gW + x] = x_padded[n, c, y*sH + i*dH, x*sW + j*dW]
+
+of shape (C*kH*kW, N*gH*gW). Batch and grid share the column axis so that a whole-batch conv is
+a single GEMM ``W (O, C*kH*kW) @ cols``; channels lead the row axis so that groups are a reshape
+to (groups, C/groups*kH*kW, N*gH*gW).
+"""
+import builtins
+import math
+import operator
+from typing import NamedTuple
+
+from minireg.errors import ShapeError
+from minireg.function import Function
+from minireg.functional import _t, broadcast_to, matmul, max, mean, reshape, swapaxes, transpose
+
+__all__ = ["Im2Col", "Col2Im", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample_nearest2d"]
+
+
+def pair(value, name, minimum):
+    """``value`` (an int or a pair of ints, each >= ``minimum``) as an (H, W) pair."""
+    try:
+        values = tuple(map(operator.index, value)) if isinstance(value, (tuple, list)) else (operator.index(value),) * 2
+    except TypeError:
+        values = ()
+    if len(values) != 2 or any(v < minimum for v in values):
+        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
+    return values
+
+
+class Window(NamedTuple):
+    """Kernel geometry along (H, W), each a pair of ints."""
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+
+    @classmethod
+    def of(cls, kernel_size, stride=1, padding=0, dilation=1):
+        return cls(pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(padding, "padding", 0),
+                   pair(dilation, "dilation", 1))
+
+    @property
+    def span(self):
+        """The dilated kernel's extent d*(k-1) + 1."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+    def grid(self, size):
+        """How many windows fit in an image of ``size`` (H, W) once padded: (H + 2p - span) // s + 1."""
+        return tuple((n + 2 * p - e) // s + 1 for n, p, e, s in zip(size, self.padding, self.span, self.stride))
+
+    def fits(self, size, grid):
+        return all(g >= 1 and (g - 1) * s + e <= n + 2 * p
+                   for n, g, p, e, s in zip(size, grid, self.padding, self.span, self.stride))
+
+    def slices(self, i, j, grid):
+        """The strided slices of the padded image read by kernel offset (i, j) over the grid."""
+        return tuple(slice(o * d, o * d + (g - 1) * s + 1, s)
+                     for o, g, s, d in zip((i, j), grid, self.stride, self.dilation))
+
+
+def expect_nchw(op, x, channels=None, context=""):
+    """Raise a ShapeError unless ``x`` is (N, C, H, W), with C == ``channels`` when given."""
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        layout = f"(N, {'C' if channels is None else channels}, H, W)"
+        raise ShapeError(f"{op}: expected input of shape {layout}{context}, got {tuple(x.shape)}")
+
+
+def _expect_weight(op, weight, layout):
+    if weight.ndim != 4:
+        raise ShapeError(f"{op}: expected weight of shape {layout}, got {tuple(weight.shape)}")
+
+
+def _expect_groups(op, groups, *channels):
+    if not isinstance(groups, int) or groups < 1 or any(c % groups for c in channels):
+        raise ShapeError(f"{op}: groups={groups!r} must be a positive int dividing the channel counts {channels}")
+
+
+def _expect_bias(op, bias, channels):
+    if bias is not None and tuple(bias.shape) != (channels,):
+        raise ShapeError(f"{op}: expected bias of shape ({channels},), got {tuple(bias.shape)}")
+
+
+def _expect_fits(op, window, x):
+    size = x.shape[2:]
+    if not window.fits(size, window.grid(size)):
+        raise ShapeError(f"{op}: kernel {window.kernel} (dilated span {window.span}) is larger than the padded "
+                         f"input {tuple(n + 2 * p for n, p in zip(size, window.padding))} (input of shape "
+                         f"{tuple(x.shape)}, padding {window.padding})")
+
+
+# ==== the im2col pair ==============================================================================
+class Im2Col(Function):
+    """Image (N, C, H, W) -> columns (C*kH*kW, N*gH*gW) in the layout of the module docstring.
+
+    The padding holds ``pad_value`` (0; max pooling uses -inf). ``grid`` keeps only the leading
+    (gH, gW) window positions (default: every position that fits). Affine in x; backward is Col2Im.
+    """
+
+    def __init__(self, kernel_size, stride=1, padding=0, dilation=1, *, grid=None, pad_value=0.0):
+        self.window = Window.of(kernel_size, stride, padding, dilation)
+        self.grid, self.pad_value = (tuple(grid) if grid is not None else None), pad_value
+
+    def forward(self, x):
+        w, xp = self.window, self.xp
+        if x.ndim != 4:
+            raise ShapeError(f"Im2Col: expected an image of shape (N, C, H, W), got {tuple(x.shape)}")
+        n, c, h, wd = x.shape
+        self.grid = self.grid or w.grid((h, wd))
+        if not w.fits((h, wd), self.grid):
+            raise ShapeError(f"Im2Col: a {self.grid} grid of windows {w.kernel} (dilated span {w.span}, stride "
+                             f"{w.stride}) does not fit the input {tuple(x.shape)} with padding {w.padding}")
+        if any(w.padding):
+            (ph, pw) = w.padding
+            x = self.backend.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), self.pad_value)
+        windows = self.backend.sliding_window(x, w.kernel, (2, 3), w.stride, w.dilation)   # N C gH' gW' kH kW
+        gh, gw = self.grid
+        windows = windows[:, :, :gh, :gw, ...]
+        return xp.reshape(xp.permute_dims(windows, (1, 4, 5, 0, 2, 3)), (c * math.prod(w.kernel), n * gh * gw))
+
+    def backward(self, gy):
+        return (Col2Im(*self.window, image_size=self.inputs[0].shape[2:], grid=self.grid)(gy),)
+
+
+class Col2Im(Function):
+    """Columns (C*kH*kW, N*gH*gW) -> image (N, C, H, W): the adjoint of Im2Col.
+
+    Every column entry is added back to the padded pixel it was read from (overlapping windows
+    sum), one strided slice per kernel offset, then the padding is cropped. Backward is Im2Col.
+    """
+
+    def __init__(self, kernel_size, stride=1, padding=0, dilation=1, *, image_size, grid=None):
+        self.window = Window.of(kernel_size, stride, padding, dilation)
+        self.image_size = tuple(image_size)
+        self.grid = tuple(grid) if grid is not None else self.window.grid(self.image_size)
+
+    def forward(self, cols):
+        w, xp = self.window, self.xp
+        (kh, kw), (ph, pw), (h, wd), (gh, gw) = w.kernel, w.padding, self.image_size, self.grid
+        if (cols.ndim != 2 or cols.shape[0] % (kh * kw) or cols.shape[1] % (gh * gw)
+                or not w.fits(self.image_size, self.grid)):
+            raise ShapeError(f"Col2Im: expected columns of shape (C*{kh}*{kw}, N*{gh}*{gw}) from windows that fit "
+                             f"an image of size {self.image_size} with padding {w.padding}, got {tuple(cols.shape)}")
+        c, n = cols.shape[0] // (kh * kw), cols.shape[1] // (gh * gw)
+        blocks = xp.reshape(cols, (c, kh, kw, n, gh, gw))
+        # accumulate channel-major so each added block is contiguous; the final permute is a view
+        image = self.backend.zeros((c, n, h + 2 * ph, wd + 2 * pw), cols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                rows, columns = w.slices(i, j, self.grid)
+                image[:, :, rows, columns] += blocks[:, i, j, ...]
+        return xp.permute_dims(image[:, :, ph:ph + h, pw:pw + wd], (1, 0, 2, 3))
+
+    def backward(self, gy):
+        return (Im2Col(*self.window, grid=self.grid)(gy),)
+
+
+def _to_nchw(y, n, grid):
+    """(C, N*gH*gW) -> (N, C, gH, gW)."""
+    return transpose(reshape(y, (y.shape[0], n) + tuple(grid)), (1, 0, 2, 3))
+
+
+# ==== convolutions =================================================================================
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation, as torch.nn.functional.conv2d.
+
+    x (N, C, H, W), weight (O, C/groups, kH, kW), bias (O,) -> (N, O, gH, gW) with
+    gH = (H + 2p - d*(kH-1) - 1) // s + 1. Per group g: y_g = W_g (O/groups, C/groups*kH*kW) @ cols_g.
+    """
+    x, weight = _t(x), _t(weight)
+    expect_nchw("conv2d", x)
+    _expect_weight("conv2d", weight, "(out_channels, in_channels/groups, kH, kW)")
+    out_channels, group_channels = weight.shape[:2]
+    _expect_groups("conv2d", groups, x.shape[1], out_channels)
+    expect_nchw("conv2d", x, group_channels * groups, f" for weight {weight.shape} and groups={groups}")
+    _expect_bias("conv2d", bias, out_channels)
+    window = Window.of(weight.shape[2:], stride, padding, dilation)
+    _expect_fits("conv2d", window, x)
+    n, grid = x.shape[0], window.grid(x.shape[2:])
+    columns = n * math.prod(grid)
+    cols = reshape(Im2Col(*window)(x), (groups, group_channels * math.prod(window.kernel), columns))
+    y = matmul(reshape(weight, (groups, out_channels // groups, -1)), cols)
+    y = _to_nchw(reshape(y, (out_channels, columns)), n, grid)
+    return y if bias is None else y + reshape(bias, (out_channels, 1, 1))
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """The adjoint of conv2d with respect to its input, as torch.nn.functional.conv_transpose2d.
+
+    x (N, C, H, W), weight (C, O/groups, kH, kW), bias (O,) -> (N, O, H', W') with
+    H' = (H - 1)*s - 2p + d*(kH-1) + output_padding + 1. Per group: cols_g = W_g^T @ x_g, then
+    Col2Im onto the H' x W' image over the H x W grid of input pixels.
+    """
+    x, weight = _t(x), _t(weight)
+    expect_nchw("conv_transpose2d", x)
+    _expect_weight("conv_transpose2d", weight, "(in_channels, out_channels/groups, kH, kW)")
+    in_channels, group_out = weight.shape[:2]
+    expect_nchw("conv_transpose2d", x, in_channels, f" for weight {weight.shape}")
+    _expect_groups("conv_transpose2d", groups, in_channels)
+    out_channels = group_out * groups
+    _expect_bias("conv_transpose2d", bias, out_channels)
+    window = Window.of(weight.shape[2:], stride, padding, dilation)
+    extra = pair(output_padding, "output_padding", 0)
+    if any(e >= builtins.max(s, d) for e, s, d in zip(extra, window.stride, window.dilation)):
+        raise ValueError(f"conv_transpose2d: output_padding {extra} must be smaller than stride {window.stride} "
+                         f"or dilation {window.dilation}")
+    grid = x.shape[2:]
+    size = tuple((g - 1) * s - 2 * p + e + o for g, s, p, e, o in zip(grid, window.stride, window.padding,
+                                                                        window.span, extra))
+    if any(v < 1 for v in size):
+        raise ShapeError(f"conv_transpose2d: input of shape {x.shape} with kernel {window.kernel}, stride "
+                         f"{window.stride}, padding {window.padding} gives an empty output of size {size}")
+    columns = x.shape[0] * math.prod(grid)
+    xs = reshape(transpose(x, (1, 0, 2, 3)), (groups, in_channels // groups, columns))
+    cols = matmul(swapaxes(reshape(weight, (groups, in_channels // groups, -1)), 1, 2), xs)
+    cols = reshape(cols, (out_channels * math.prod(window.kernel), columns))
+    y = Col2Im(*window, image_size=size, grid=grid)(cols)
+    return y if bias is None else y + reshape(bias, (out_channels, 1, 1))
+
+
+# ==== pooling and upsampling =======================================================================
+def _pool(op, reduce, x, kernel_size, stride, padding, pad_value):
+    x = _t(x)
+    window = Window.of(kernel_size, kernel_size if stride is None else stride, padding)
+    expect_nchw(op, x)
+    if any(2 * p > k for p, k in zip(window.padding, window.kernel)):
+        raise ValueError(f"{op}: padding {window.padding} must be at most half the kernel size {window.kernel}")
+    _expect_fits(op, window, x)
+    n, c = x.shape[:2]
+    grid = window.grid(x.shape[2:])
+    cols = reshape(Im2Col(*window, pad_value=pad_value)(x), (c, math.prod(window.kernel), n * math.prod(grid)))
+    return _to_nchw(reduce(cols, axis=1), n, grid)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max over each window (padding is -inf); tied maxima share the gradient evenly."""
+    return _pool("max_pool2d", max, x, kernel_size, stride, padding, -math.inf)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each window, zero padding counted (PyTorch's count_include_pad=True)."""
+    return _pool("avg_pool2d", mean, x, kernel_size, stride, padding, 0.0)
+
+
+def upsample_nearest2d(x, scale_factor):
+    """Repeat every pixel ``scale_factor`` (int or pair) times along H and W: (N, C, H*sH, W*sW)."""
+    x = _t(x)
+    sh, sw = pair(scale_factor, "scale_factor", 1)
+    expect_nchw("upsample_nearest2d", x)
+    n, c, h, w = x.shape
+    y = broadcast_to(reshape(x, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw))
+    return reshape(y, (n, c, h * sh, w * sw))
