@@ -10,6 +10,7 @@ import itertools
 
 from minireg._config import _set_grad
 from minireg.errors import GraphError, ShapeError
+from minireg.tensor import Tensor
 
 
 def _as_sequence(x):
@@ -21,6 +22,15 @@ def _node(t):
     return t.creator if t.creator is not None else t
 
 
+def _own(g, leaf, handed_out):
+    """A gradient the leaf may keep and that hooks may update in place: never a view of another
+    array, never the same tensor as another leaf's gradient (Add passes one gradient to both inputs)."""
+    if id(g) in handed_out or not leaf.backend.owns_buffer(g.data):
+        g = Tensor._make(leaf.backend.copy(g.data), leaf.backend)
+    handed_out.add(id(g))
+    return g
+
+
 def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=None):
     """Propagate ``grad_outputs`` back from ``outputs``.
 
@@ -30,7 +40,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
     from minireg.functional import cast, sum_to
 
     grads = {}
-    heap, seen, order, processed = [], set(), itertools.count(), []
+    heap, seen, order, processed, handed_out = [], set(), itertools.count(), [], set()
     keep = set() if wanted is None else {id(_node(t)) for t in wanted}
 
     def accumulate(node, g):
@@ -50,7 +60,8 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                 accumulate(y.creator, gy)
                 push(y.creator)
             elif wanted is None:                     # backward() called on a leaf itself
-                y.grad = gy if y.grad is None else y.grad + gy
+                y.grad = _own(gy, y, handed_out) if y.grad is None and not create_graph else (
+                    gy if y.grad is None else y.grad + gy)
             else:
                 accumulate(y, gy)
         while heap:
@@ -70,7 +81,8 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                     accumulate(x.creator, gx)
                     push(x.creator)
                 elif wanted is None:
-                    x.grad = gx if x.grad is None else x.grad + gx
+                    x.grad = _own(gx, x, handed_out) if x.grad is None and not create_graph else (
+                        gx if x.grad is None else x.grad + gx)
                 elif id(x) in keep:
                     accumulate(x, gx)
             processed.append(fn)

@@ -226,3 +226,14 @@ def test_detach_cuts_the_graph():
     y = (x * x).detach() * x
     y.backward()
     assert x.grad.numpy() == pytest.approx([4.0])
+
+
+def test_each_leaf_owns_a_writable_gradient():
+    # Add hands one gradient to both inputs and sum's backward is a read-only broadcast view;
+    # leaves must still get private, writable buffers (regularizer hooks update grads in place).
+    w, b = t64([1.0, 2.0]), t64([3.0, 4.0])
+    (w + b).sum().backward()
+    assert w.grad is not b.grad
+    assert w.grad.data.flags.writeable and b.grad.data.flags.owndata
+    w.grad.data += 1.0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])

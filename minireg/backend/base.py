@@ -106,6 +106,15 @@ class Backend:
     def zeros(self, shape, dtype):
         return self.xp.zeros(shape, dtype=dtype, device=self.device)
 
+    def copy(self, array):
+        """A fresh, C-contiguous copy on the same device."""
+        return self.xp.asarray(array, copy=True)
+
+    def owns_buffer(self, array):
+        """Whether ``array`` is a writable, contiguous array that is no view of another (the generic
+        namespace cannot tell, so it says no and callers copy)."""
+        return False
+
     def ones(self, shape, dtype):
         return self.xp.ones(shape, dtype=dtype, device=self.device)
 

@@ -70,6 +70,13 @@ class CupyBackend(Backend):
     def dtype(self, name):
         return np.dtype(name)
 
+    def copy(self, array):
+        with self.device:
+            return self._cupy.array(array, order="C", copy=True)
+
+    def owns_buffer(self, array):
+        return array.base is None and array.flags.c_contiguous
+
     def scatter_add(self, target, index, values):
         out = target.copy()
         self._cupyx.scatter_add(out, index, values)

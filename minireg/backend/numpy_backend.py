@@ -31,6 +31,13 @@ class NumpyBackend(Backend):
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype=dtype)
 
+    def copy(self, array):
+        return np.array(array, order="C")
+
+    def owns_buffer(self, array):
+        flags = array.flags
+        return flags.owndata and flags.writeable and flags.c_contiguous
+
     def ones(self, shape, dtype):
         return np.ones(shape, dtype=dtype)
 
