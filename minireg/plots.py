@@ -2,8 +2,8 @@
 import os
 
 
-def plot_history(history, path, title=None, metrics=("loss", "accuracy")):
-    """Learning curves: one panel per metric, training and validation curves per panel; saved to ``path``."""
+def plot_history(history, path, title=None, metrics=("loss", "accuracy"), val_label="validation"):
+    """Learning curves: one panel per metric, training and ``val_*`` curves per panel; saved to ``path``."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def plot_history(history, path, title=None, metrics=("loss", "accuracy")):
         epochs = range(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], label="train")
         if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], label="validation")
+            ax.plot(epochs, history[f"val_{name}"], label=val_label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
