@@ -36,6 +36,8 @@ class Function:
         self.xp = backend.xp
         try:
             y = self.forward(*arrays)
+        except ShapeError:
+            raise                        # already names the op and the shapes
         except ValueError as exc:
             shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
             raise ShapeError(f"{type(self).__name__}: cannot apply to inputs of shapes {shapes}: {exc}") from exc
