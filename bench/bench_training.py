@@ -54,23 +54,27 @@ def softmax_ce_grad(logits, labels):
     return loss, p / len(labels)
 
 
+def engine_step(model, x, y):
+    """One minireg training step (forward, cross entropy, backward, Adam) on fixed data, as a closure."""
+    optimizer, inputs, labels = Adam(model.parameters(), lr=1e-3), mr.tensor(x), mr.tensor(y)
+
+    def step():
+        loss = F.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    return step
+
+
 # ---- MLP ------------------------------------------------------------------------------------------
 mr.manual_seed(0)
 mlp = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
 mlp_params = [p.numpy().copy() for p in mlp.parameters()]        # W1 b1 W2 b2 W3 b3, same start
 x_mlp = rng.random((128, 64), dtype=np.float32)
 y_mlp = rng.integers(0, 10, 128)
-mlp_opt = Adam(mlp.parameters(), lr=1e-3)
 np_mlp_opt = NumpyAdam(mlp_params)
-x_mlp_t, y_mlp_t = mr.tensor(x_mlp), mr.tensor(y_mlp)
-
-
-def engine_mlp_step():
-    loss = F.cross_entropy(mlp(x_mlp_t), y_mlp_t)
-    mlp_opt.zero_grad()
-    loss.backward()
-    mlp_opt.step()
-    return loss.item()
+engine_mlp_step = engine_step(mlp, x_mlp, y_mlp)
 
 
 def numpy_mlp_step():
@@ -132,17 +136,8 @@ cnn = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
 cnn_params = [p.numpy().copy() for p in cnn.parameters()]
 x_cnn = rng.random((64, 1, 28, 28), dtype=np.float32)
 y_cnn = rng.integers(0, 10, 64)
-cnn_opt = Adam(cnn.parameters(), lr=1e-3)
 np_cnn_opt = NumpyAdam(cnn_params)
-x_cnn_t, y_cnn_t = mr.tensor(x_cnn), mr.tensor(y_cnn)
-
-
-def engine_cnn_step():
-    loss = F.cross_entropy(cnn(x_cnn_t), y_cnn_t)
-    cnn_opt.zero_grad()
-    loss.backward()
-    cnn_opt.step()
-    return loss.item()
+engine_cnn_step = engine_step(cnn, x_cnn, y_cnn)
 
 
 def numpy_cnn_step():

@@ -27,7 +27,7 @@ parser.add_argument("--epochs", type=int, help="default: 40 for digits, 6 for fa
 parser.add_argument("--backend", default="numpy")
 parser.add_argument("--out", default="runs")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--no-progress", action="store_true")
+parser.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
 args = parser.parse_args()
 
 loader, size, default_epochs, batch_size = DATA[args.data]
@@ -42,7 +42,7 @@ model = nn.Sequential(
     nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
 print(model)
 trainer = Trainer(model, Adam(model.parameters(), lr=1e-3), cross_entropy, metrics={"accuracy": accuracy},
-                  callbacks=[EarlyStopping("val_accuracy", patience=8)], progress=not args.no_progress)
+                  callbacks=[EarlyStopping("val_accuracy", patience=8)], verbose=2 if args.no_progress else 1)
 history = trainer.fit(DataLoader(TensorDataset(x_fit, y_fit), batch_size=batch_size, shuffle=True),
                       args.epochs or default_epochs, val_loader=DataLoader(TensorDataset(x_val, y_val), batch_size=500))
 test = trainer.evaluate(DataLoader(TensorDataset(x_test, y_test), batch_size=500))

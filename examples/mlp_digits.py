@@ -25,7 +25,7 @@ parser.add_argument("--epochs", type=int, default=40)
 parser.add_argument("--backend", default="numpy")
 parser.add_argument("--out", default="runs")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--no-progress", action="store_true")
+parser.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
 args = parser.parse_args()
 
 mr.set_backend(args.backend)
@@ -40,7 +40,7 @@ model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.2),
 print(model)
 optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
 trainer = Trainer(model, optimizer, cross_entropy, metrics={"accuracy": accuracy},
-                  callbacks=[SchedulerStep(CosineAnnealingLR(optimizer, args.epochs))], progress=not args.no_progress)
+                  callbacks=[SchedulerStep(CosineAnnealingLR(optimizer, args.epochs))], verbose=2 if args.no_progress else 1)
 test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=512)
 history = trainer.fit(DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True), args.epochs,
                       val_loader=test_loader)

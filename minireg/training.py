@@ -10,7 +10,8 @@ A convenience, not a framework: the loop below is the same one you would write b
 
 plus bookkeeping. Callbacks get ``on_train_begin/on_epoch_begin/on_batch_end/on_epoch_end/
 on_train_end`` and may set ``trainer.stop_training``. The loss is checked every step: NaN or
-infinity stops training with a ``NonFiniteError`` naming the epoch and step.
+infinity stops training with a ``NonFiniteError`` naming the epoch and step. ``verbose`` follows
+Keras: 0 silent, 1 a tqdm progress bar per epoch and one summary line per epoch, 2 the lines only.
 """
 import math
 import time
@@ -111,17 +112,19 @@ class Trainer:
     ``{"accuracy": minireg.metrics.accuracy}``; they are reported for training and validation.
     """
 
-    def __init__(self, model, optimizer, loss_fn, metrics=None, callbacks=(), progress=True):
+    def __init__(self, model, optimizer, loss_fn, metrics=None, callbacks=(), verbose=1):
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {verbose!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.metrics = dict(metrics or {})
         self.callbacks = list(callbacks)
-        self.progress = progress
+        self.verbose = verbose
         self.history = {}
         self.stop_training = False
         self.global_step = 0
 
     def _progress(self, loader, epoch, epochs):
-        if not self.progress:
+        if self.verbose != 1:
             return loader
         try:
             from tqdm.auto import tqdm
@@ -198,7 +201,7 @@ class Trainer:
             logs["seconds"] = time.perf_counter() - start
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(v)
-            if self.progress:
+            if self.verbose:
                 print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(
                     f"{k} {v:.4g}" for k, v in logs.items() if k != "lr"), flush=True)
             for cb in self.callbacks:
@@ -210,9 +213,9 @@ class Trainer:
         return self.history
 
 
-def fit(model, optimizer, loss_fn, train_loader, epochs, val_loader=None, metrics=None, callbacks=(), progress=True):
-    """``Trainer(model, optimizer, loss_fn, metrics, callbacks, progress).fit(train_loader, epochs, val_loader)``."""
-    return Trainer(model, optimizer, loss_fn, metrics, callbacks, progress).fit(train_loader, epochs, val_loader)
+def fit(model, optimizer, loss_fn, train_loader, epochs, val_loader=None, metrics=None, callbacks=(), verbose=1):
+    """``Trainer(model, optimizer, loss_fn, metrics, callbacks, verbose).fit(train_loader, epochs, val_loader)``."""
+    return Trainer(model, optimizer, loss_fn, metrics, callbacks, verbose).fit(train_loader, epochs, val_loader)
 
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "SchedulerStep", "Trainer", "fit"]

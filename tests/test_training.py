@@ -30,7 +30,7 @@ def test_mlp_learns_real_digits_within_seconds(digits):
     train, test = digits
     model = mlp()
     history = fit(model, Adam(model.parameters(), lr=3e-3), cross_entropy, train, epochs=5, val_loader=test,
-                  metrics={"accuracy": accuracy}, progress=False)
+                  metrics={"accuracy": accuracy}, verbose=0)
     assert history["val_accuracy"][-1] > 0.9          # chance is 0.1
     assert history["loss"][-1] < history["loss"][0]
     assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
@@ -48,7 +48,7 @@ def test_callbacks_see_every_event_in_order(digits):
         def on_train_end(self, trainer): events.append("finish")
 
     model = mlp()
-    fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 2, callbacks=[Recorder()], progress=False)
+    fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 2, callbacks=[Recorder()], verbose=0)
     assert events == ["begin", "epoch0", "batch", "end0", "epoch1", "batch", "end1", "finish"]
 
 
@@ -64,7 +64,7 @@ def test_early_stopping_stops_and_restores_best_weights(digits):
     snapshots = []
     stopper = EarlyStopping(monitor="val_accuracy", patience=2)
     trainer = Trainer(model, SGD(model.parameters(), lr=0.05), cross_entropy, callbacks=[FakeScore(), stopper],
-                      progress=False)
+                      verbose=0)
     history = trainer.fit(digits[0], epochs=6)
     assert len(history["loss"]) == 4 and stopper.best_epoch == 1 and stopper.mode == "max"
     for key, value in model.state_dict().items():
@@ -76,7 +76,7 @@ def test_nan_loss_stops_with_the_step_named(digits):
     with mr.no_grad():
         model[0].weight.data = model[0].weight.data * np.nan
     with pytest.raises(mr.NonFiniteError, match=r"epoch 1, step 1"):
-        fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 1, progress=False)
+        fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 1, verbose=0)
 
 
 def test_model_checkpoint_saves_the_best_epoch(tmp_path, digits):
@@ -85,7 +85,7 @@ def test_model_checkpoint_saves_the_best_epoch(tmp_path, digits):
     opt = Adam(model.parameters(), lr=3e-3)
     path = tmp_path / "best.npz"
     history = fit(model, opt, cross_entropy, digits[0], 3, val_loader=digits[1], metrics={"accuracy": accuracy},
-                  callbacks=[ModelCheckpoint(path, monitor="val_accuracy")], progress=False)
+                  callbacks=[ModelCheckpoint(path, monitor="val_accuracy")], verbose=0)
     meta = mr.load(path, mlp())
     assert meta["val_accuracy"] == max(history["val_accuracy"])
     assert meta["epoch"] == int(np.argmax(history["val_accuracy"]))
@@ -94,8 +94,8 @@ def test_model_checkpoint_saves_the_best_epoch(tmp_path, digits):
 def test_bad_arguments(digits):
     model = mlp()
     with pytest.raises(ValueError, match="epochs"):
-        fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 0, progress=False)
+        fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 0, verbose=0)
     with pytest.raises(ValueError, match="mode"):
         EarlyStopping(mode="best")
     assert math.isfinite(Trainer(model, SGD(model.parameters(), lr=0.1), cross_entropy,
-                                 progress=False).evaluate(digits[1])["loss"])
+                                 verbose=0).evaluate(digits[1])["loss"])
