@@ -12,6 +12,11 @@ plus bookkeeping. Callbacks get ``on_train_begin/on_epoch_begin/on_batch_end/on_
 on_train_end`` and may set ``trainer.stop_training``. The loss is checked every step: NaN or
 infinity stops training with a ``NonFiniteError`` naming the epoch and step. ``verbose`` follows
 Keras: 0 silent, 1 a tqdm progress bar per epoch and one summary line per epoch, 2 the lines only.
+
+Regularizers given to layers (``Linear(..., weight_regularizer=L2(1e-4), activity_regularizer=...)``)
+enter in one place, ``train_step``: it differentiates ``loss + regularization_loss(model, optimizer)``
+(``minireg.reg.attach``; penalties that ``attach_model`` made optimizer hooks are left out, so none
+counts twice). The reported ``loss`` is the data loss alone, comparable with ``val_loss``.
 """
 import math
 import time
@@ -19,6 +24,7 @@ import time
 
 from minireg._config import no_grad
 from minireg.errors import NonFiniteError
+from minireg.reg.attach import regularization_loss
 
 
 def _batch_metric_sums(metrics, output, target):
@@ -133,7 +139,8 @@ class Trainer:
         return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
 
     def train_step(self, x, y):
-        """One optimizer step; returns (loss value, model output)."""
+        """One optimizer step on the loss plus the layers' regularization loss (see the module
+        docstring); returns (data loss value, model output)."""
         output = self.model(x)
         loss = self.loss_fn(output, y)
         value = loss.item()
@@ -141,8 +148,9 @@ class Trainer:
             raise NonFiniteError(f"the training loss became {value} at epoch {self.epoch + 1}, step {self.step + 1} "
                                  f"(global step {self.global_step + 1}); lower the learning rate, check the data "
                                  f"for NaN/inf, or clip gradients")
+        penalty = regularization_loss(self.model, self.optimizer)
         self.optimizer.zero_grad()
-        loss.backward()
+        (loss if penalty is None else loss + penalty).backward()
         self.optimizer.step()
         return value, output
 

@@ -1,7 +1,7 @@
 """Convolution, pooling and upsampling layers on NCHW inputs (PyTorch's names, layouts and init)."""
 from minireg import functional_conv as FC
 from minireg.nn import init
-from minireg.nn.layers import check_input, empty_parameter
+from minireg.nn.layers import check_input, empty_parameter, record_activity, set_regularizers
 from minireg.nn.module import Module
 
 __all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "Upsample"]
@@ -9,10 +9,11 @@ __all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "Upsample"]
 
 class _ConvNd(Module):
     """Shared by Conv2d and ConvTranspose2d: geometry as (H, W) pairs, ``weight`` of shape
-    ``weight_shape``, ``bias`` (out_channels,), PyTorch's default init (kaiming-uniform a=sqrt(5))."""
+    ``weight_shape``, ``bias`` (out_channels,), PyTorch's default init (kaiming-uniform a=sqrt(5)),
+    and the Keras-style regularizer options of ``Linear`` (``minireg.nn.layers.set_regularizers``)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, dtype,
-                 output_padding=0):
+                 output_padding=0, regularizers=None):
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} "
@@ -24,6 +25,7 @@ class _ConvNd(Module):
         self.weight = empty_parameter(self.weight_shape(), dtype)
         self.bias = empty_parameter((out_channels,), dtype) if bias else None
         init.default_weight_init_(self.weight, self.bias)
+        set_regularizers(self, regularizers or {})
 
     def _check(self, x):
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", x.ndim == 4 and x.shape[1] == self.in_channels)
@@ -42,15 +44,17 @@ class Conv2d(_ConvNd):
     """2-D convolution (cross-correlation): weight (out_channels, in_channels/groups, kH, kW)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, dtype)
+                 dtype=None, **regularizers):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, dtype,
+                         regularizers=regularizers)
 
     def weight_shape(self):
         return (self.out_channels, self.in_channels // self.groups) + self.kernel_size
 
     def forward(self, x):
         self._check(x)
-        return FC.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return record_activity(self, FC.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                               self.groups))
 
 
 class ConvTranspose2d(_ConvNd):
@@ -61,17 +65,17 @@ class ConvTranspose2d(_ConvNd):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
-                 bias=True, dilation=1, dtype=None):
+                 bias=True, dilation=1, dtype=None, **regularizers):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, dtype,
-                         output_padding)
+                         output_padding, regularizers)
 
     def weight_shape(self):
         return (self.in_channels, self.out_channels // self.groups) + self.kernel_size
 
     def forward(self, x):
         self._check(x)
-        return FC.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                                   self.dilation, self.groups)
+        return record_activity(self, FC.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                                         self.output_padding, self.dilation, self.groups))
 
 
 class _Pool2d(Module):

@@ -7,7 +7,11 @@ from minireg.errors import ShapeError
 from minireg.nn import init
 from minireg.nn.module import Module
 from minireg.nn.parameter import Parameter
+from minireg.reg.base import Constraint, Penalty
 from minireg.tensor import tensor
+
+REGULARIZER_OPTIONS = {"weight_regularizer": Penalty, "bias_regularizer": Penalty, "activity_regularizer": None,
+                       "weight_constraint": Constraint, "bias_constraint": Constraint}
 
 
 def empty_parameter(shape, dtype=None):
@@ -23,20 +27,54 @@ def check_input(layer, x, expected_ndim, expected, actual_ok):
                          f"got {x.shape}")
 
 
-class Linear(Module):
-    """y = x W^T + b; ``weight`` (out_features, in_features), ``bias`` (out_features,)."""
+def set_regularizers(layer, options):
+    """Store the Keras-style options on ``layer`` (None where not given), checking their kinds.
 
-    def __init__(self, in_features, out_features, bias=True, dtype=None):
+    ``weight_regularizer``/``bias_regularizer``: a ``Penalty``; ``weight_constraint``/``bias_constraint``:
+    a ``Constraint``; ``activity_regularizer``: any callable ``output -> Tensor``, recorded by forward
+    (``record_activity``). ``minireg.reg.attach`` turns them into loss terms or optimizer hooks.
+    """
+    name = type(layer).__name__
+    unknown = set(options) - set(REGULARIZER_OPTIONS)
+    if unknown:
+        raise TypeError(f"{name}() got unexpected options {sorted(unknown)}; expected {sorted(REGULARIZER_OPTIONS)}")
+    for key, kind in REGULARIZER_OPTIONS.items():
+        value = options.get(key)
+        if value is not None and not (isinstance(value, kind) if kind else callable(value)):
+            raise TypeError(f"{name}: {key} must be {f'a {kind.__name__}' if kind else 'callable'}, "
+                            f"got {type(value).__name__}")
+        if value is not None and key.startswith("bias_") and layer.bias is None:
+            raise ValueError(f"{name}: {key} given but the layer has no bias (bias=False)")
+        setattr(layer, key, value)
+    layer.activity_loss = None
+
+
+def record_activity(layer, output):
+    """``layer.activity_loss = activity_regularizer(output)`` in training mode, else None; returns output."""
+    regularizer = layer.activity_regularizer
+    layer.activity_loss = regularizer(output) if regularizer is not None and layer.training else None
+    return output
+
+
+class Linear(Module):
+    """y = x W^T + b; ``weight`` (out_features, in_features), ``bias`` (out_features,).
+
+    Keyword options ``weight_regularizer``, ``bias_regularizer``, ``activity_regularizer``,
+    ``weight_constraint``, ``bias_constraint`` as in Keras (see ``set_regularizers``).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None, **regularizers):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = empty_parameter((out_features, in_features), dtype)
         self.bias = empty_parameter((out_features,), dtype) if bias else None
         init.default_weight_init_(self.weight, self.bias)
+        set_regularizers(self, regularizers)
 
     def forward(self, x):
         x = x if hasattr(x, "creator") else tensor(x)
         check_input(self, x, None, f"(..., {self.in_features})", x.ndim >= 1 and x.shape[-1] == self.in_features)
-        return F.linear(x, self.weight, self.bias)
+        return record_activity(self, F.linear(x, self.weight, self.bias))
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
