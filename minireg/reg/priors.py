@@ -1,0 +1,235 @@
+"""Penalties that carry learnable or remembered information about the weights.
+
+- ``L2SP`` (alias ``Anchor``): pull weights towards reference values (e.g. pretrained weights),
+  which may themselves be learnable.
+- ``SoftWeightSharing``: a mixture-of-Gaussians prior whose means, precisions and mixing weights
+  are learned with the network, clustering the weights for compression.
+"""
+import math
+
+import numpy as np
+
+from minireg import functional as F
+from minireg._config import get_default_dtype, no_grad
+from minireg.errors import DeviceError, ShapeError
+from minireg.nn.module import Module
+from minireg.nn.parameter import Parameter
+from minireg.reg.base import Regularizer, check_strength, weights_only
+from minireg.reg.penalties import AutogradPenalty, KernelPenalty, check_positive_int
+from minireg.tensor import Tensor
+
+
+def _reference_for(param, ref):
+    """``ref`` as a Tensor on ``param``'s backend: kept as is when learnable (requires grad), else
+    a constant copy (a snapshot that later updates of ``param``'s data do not change)."""
+    shape = tuple(ref.shape) if hasattr(ref, "shape") else np.shape(ref)
+    if shape != tuple(param.shape):
+        raise ShapeError(f"L2SP: a reference of shape {shape} for a parameter of shape {tuple(param.shape)}")
+    if isinstance(ref, Tensor):
+        if ref.backend is not param.backend:
+            raise DeviceError(f"L2SP: a reference on {ref.device} for a parameter on {param.device}")
+        if ref.requires_grad:
+            return ref
+        ref = ref.data
+    backend = param.backend
+    if backend.owns(ref):
+        data = backend.xp.astype(ref, param.dtype, copy=True)
+    else:
+        data = backend.from_numpy(np.array(ref, dtype=backend.numpy_dtype(param.dtype)))
+    return Tensor._make(data, backend)
+
+
+class L2SP(KernelPenalty):
+    """R(w) = alpha * ||w - w_ref||^2 (Li, Grandvalet & Davoine, "Explicit inductive bias for transfer
+    learning with convolutional networks", 2018: the L2-SP penalty, starting point as reference).
+
+    Scaled like ``L2`` (no 1/2; Li et al. write alpha/2, so their alpha is 2x ours): gradient
+    2 * alpha * (w - w_ref); prox (v + 2*step*alpha*w_ref) / (1 + 2*step*alpha). With w_ref = 0 it is
+    ``L2(alpha)``. Li et al. add beta * ||w||^2 on the new layers: combine with ``L2`` for that.
+
+    ``reference``: a dict {parameter: array or Tensor}, or a list of them aligned with ``params``;
+    or use ``L2SP.from_model(model, alpha)`` to snapshot the current (e.g. pretrained) weights.
+    Arrays and constant Tensors are copied; a reference that requires grad (a ``Parameter``) is
+    kept, so ``value`` is differentiable w.r.t. both and training moves the target too (the prox
+    then treats it as a constant). Rule for parameters without a reference: they are skipped (the
+    penalty acts on the parameters that pass ``select`` AND have a reference); ``penalty``/``prox_``
+    called directly on one raise a ValueError.
+    """
+
+    def __init__(self, alpha, reference, params=None, select=None):
+        alpha = check_strength("alpha", alpha)
+        if isinstance(reference, dict):
+            if params is not None:
+                raise ValueError("L2SP: give params only with a list of references, not with a dict")
+            pairs = list(reference.items())
+        elif isinstance(reference, (list, tuple)):
+            params = list(params) if params is not None else None
+            if params is None or len(params) != len(reference):
+                raise ValueError(f"L2SP: a list of {len(reference)} references needs params, a list of the same "
+                                 f"length (got {'none' if params is None else len(params)})")
+            pairs = list(zip(params, reference))
+        else:
+            raise TypeError(f"L2SP: reference must be a dict {{param: reference}} or a list aligned with params, "
+                            f"got {type(reference).__name__}")
+        references = {p: _reference_for(p, ref) for p, ref in pairs}
+        super().__init__(select)
+        self.alpha = alpha
+        self._references = references
+
+    @classmethod
+    def from_model(cls, model, alpha, select=None):
+        """L2-SP towards a snapshot of ``model``'s current values of the selected parameters."""
+        chosen = select or weights_only
+        return cls(alpha, {p: p.data for p in model.parameters() if chosen(p)}, select=select)
+
+    def reference(self, param):
+        """The reference Tensor of ``param`` (ValueError when it has none)."""
+        try:
+            return self._references[param]
+        except KeyError:
+            raise ValueError(f"L2SP has no reference for this parameter of shape {tuple(param.shape)}") from None
+
+    def selected(self, params):
+        return [p for p in super().selected(params) if p in self._references]
+
+    def penalty(self, w):
+        diff = w - self.reference(w)
+        return self.alpha * (diff * diff).sum()
+
+    def _add_grad(self, g, p):
+        return p.backend.kernels.l2_grad_(g, p.data - self.reference(p).data, 2 * self.alpha)
+
+    def _prox(self, p, step):
+        ref = self.reference(p).data
+        t = 2 * step * self.alpha
+        w = p.backend.kernels.prox_l2_(p.data, t)
+        w += (t / (1 + t)) * ref
+
+
+Anchor = L2SP
+
+_LOG_2PI = math.log(2 * math.pi)
+# Ullrich et al.'s Gamma(shape, rate) hyper-priors on the precisions: zero component, the others.
+ULLRICH_PRECISION_PRIOR = ((5e3, 2.0), (250.0, 0.1))
+
+
+def _check_precision_prior(prior):
+    if prior is None:
+        return None
+    try:
+        (a0, b0), (a, b) = prior
+        return tuple((check_strength("shape", s, allow_zero=False), check_strength("rate", r, allow_zero=False))
+                     for s, r in ((a0, b0), (a, b)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"precision_prior must be None or ((shape, rate) for the zero component, (shape, rate) "
+                         f"for the others), all finite and > 0; got {prior!r} ({exc})") from None
+
+
+class SoftWeightSharing(Module, AutogradPenalty):
+    """A learnable mixture-of-Gaussians prior on the weights (Nowlan & Hinton, "Simplifying neural
+    networks by soft weight-sharing", 1992; Ullrich, Meeds & Welling, "Soft weight-sharing for
+    neural network compression", 2017). A Module (its parameters: ``means``, ``log_precisions``,
+    ``mixing_logits``) and a Penalty:
+
+        penalty(w) = tau * (-sum_i log sum_j pi_j N(w_i | mu_j, 1 / lambda_j))
+
+    computed with a logsumexp over the J components, differentiable w.r.t. w and the prior's
+    parameters: put both in the optimizer and add ``value(model.parameters())`` to the loss, and
+    the prior is learned with the network (the optimizer-hook path ``add_grad_`` only updates the
+    weights, treating the prior as fixed). ``value`` adds, once, tau times the negative log of the
+    Gamma hyper-priors on the precisions, sum_j (1 - a_j) gamma_j + b_j lambda_j (up to a constant).
+
+    As Ullrich et al.: component 0 has mean fixed at 0 and a fixed mixing weight ``pi_zero`` (the
+    "pruning" component); the other J - 1 means start at linspace(-init_range, init_range, J - 1)
+    and share the remaining 1 - pi_zero by softmax(``mixing_logits``) (initially equal);
+    ``log_precisions`` gamma_j = log lambda_j = -log sigma_j^2 start at sigma = ``init_std``;
+    ``precision_prior`` defaults to their Gamma(5e3, rate 2) for component 0 and Gamma(250, rate 0.1)
+    for the others (pass None for no hyper-prior); tau = 5e-3 is their value for a mean data loss.
+    The hyper-priors keep components from collapsing onto single weights (infinite precision).
+
+    After training, ``quantize`` sets each weight to the mean of its most responsible component
+    (weights of component 0 become exactly 0); Ullrich et al. also merge close components first,
+    which is not done here.
+    """
+
+    def __init__(self, n_components=16, pi_zero=0.99, init_range=0.6, init_std=0.25, tau=5e-3,
+                 precision_prior=ULLRICH_PRECISION_PRIOR, select=None, dtype=None):
+        n_components = check_positive_int("n_components", n_components)
+        if n_components < 2:
+            raise ValueError(f"n_components must be >= 2 (the zero component and at least one more), got {n_components}")
+        if isinstance(pi_zero, bool) or not isinstance(pi_zero, (int, float)) or not 0 < pi_zero < 1:
+            raise ValueError(f"pi_zero must be a number in (0, 1), got {pi_zero!r}")
+        init_range = check_strength("init_range", init_range)
+        init_std = check_strength("init_std", init_std, allow_zero=False)
+        tau = check_strength("tau", tau)
+        precision_prior = _check_precision_prior(precision_prior)
+        Module.__init__(self)
+        Regularizer.__init__(self, select)
+        dtype = dtype or get_default_dtype()
+        self.n_components, self.pi_zero, self.tau, self.precision_prior = n_components, float(pi_zero), tau, precision_prior
+        self.means = Parameter(np.linspace(-init_range, init_range, n_components - 1), dtype=dtype)
+        self.log_precisions = Parameter(np.full(n_components, -2 * math.log(init_std)), dtype=dtype)
+        self.mixing_logits = Parameter(np.zeros(n_components - 1), dtype=dtype)
+
+    def extra_repr(self):
+        return f"n_components={self.n_components}, pi_zero={self.pi_zero}, tau={self.tau}"
+
+    def _constant(self, values):
+        backend = self.means.backend
+        return Tensor._make(backend.asarray(values, dtype=self.means.dtype), backend)
+
+    def components(self):
+        """(means mu_j, log precisions gamma_j, log mixing weights log pi_j) of all J components, as Tensors."""
+        means = F.concatenate([self._constant([0.0]), self.means])
+        log_pi = F.concatenate([self._constant([math.log(self.pi_zero)]),
+                                math.log(1 - self.pi_zero) + F.log_softmax(self.mixing_logits)])
+        return means, self.log_precisions, log_pi
+
+    def _log_joint(self, w):
+        """log pi_j + log N(w_i | mu_j, 1 / lambda_j): one row per weight, one column per component."""
+        means, gamma, log_pi = self.components()
+        diff = w.reshape(-1, 1) - means
+        return log_pi + 0.5 * (gamma - _LOG_2PI) - 0.5 * gamma.exp() * diff * diff
+
+    def penalty(self, w):
+        return -self.tau * F.logsumexp(self._log_joint(w), axis=1).sum()
+
+    def hyperprior(self):
+        """tau * sum_j (1 - a_j) gamma_j + b_j lambda_j, the negative log Gamma(a_j, rate b_j) density
+        of the precisions up to a constant; None without ``precision_prior``."""
+        if self.precision_prior is None:
+            return None
+        (a0, b0), (a, b) = self.precision_prior
+        rest = self.n_components - 1
+        shape, rate = self._constant([a0] + [a] * rest), self._constant([b0] + [b] * rest)
+        gamma = self.log_precisions
+        return self.tau * ((1 - shape) * gamma + rate * gamma.exp()).sum()
+
+    def selected(self, params):
+        own = {id(p) for p in self.parameters()}
+        return [p for p in super().selected(params) if id(p) not in own]
+
+    def value(self, params):
+        total = super().value(params)
+        hyper = self.hyperprior()
+        return total if hyper is None else total + hyper
+
+    def forward(self, params):
+        return self.value(params)
+
+    def responsibilities(self, w):
+        """p(component j | w_i) as a constant Tensor of shape w.shape + (J,)."""
+        with no_grad():
+            return F.softmax(self._log_joint(w), axis=1).reshape(tuple(w.shape) + (self.n_components,))
+
+    def quantize(self, params):
+        """Set each selected weight, in place, to the mean of its most responsible component."""
+        with no_grad():
+            means = self.components()[0].data
+            for p in self.selected(params):
+                xp = p.backend.xp
+                nearest = xp.argmax(self._log_joint(p).data, axis=1)
+                p.data[...] = xp.reshape(xp.astype(xp.take(means, nearest, axis=0), p.dtype), p.shape)
+
+
+__all__ = ["L2SP", "Anchor", "SoftWeightSharing", "ULLRICH_PRECISION_PRIOR"]
