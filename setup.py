@@ -57,7 +57,8 @@ class BuildExt(build_ext):
             (cythonized,) = cythonize(ext, compiler_directives=DIRECTIVES, build_dir=build_dir)
             ext.sources = cythonized.sources
             if unix:
-                ext.extra_compile_args.append("-O3")
+                # -fno-math-errno lets sqrt vectorize (the kernels never read errno): 4x on AdamW.
+                ext.extra_compile_args += ["-O3", "-fno-math-errno"]
             if openmp:
                 ext.extra_compile_args.append("-fopenmp")
                 ext.extra_link_args.append("-fopenmp")

@@ -52,8 +52,10 @@ cdef inline floating _soft(floating x, floating t) noexcept nogil:
 
 
 cdef inline floating _sign(floating x) noexcept nogil:
-    # sign(0) = 0 (minimum-norm subgradient); NaN stays NaN, as numpy.sign.
-    return <floating>1 if x > 0 else (<floating>-1 if x < 0 else x)
+    # sign(0) = 0 (minimum-norm subgradient); NaN stays NaN, as numpy.sign. No branch on the sign:
+    # one mispredicted branch per element made l1_grad_ 5x slower on random weights.
+    cdef floating s = <floating>(x > 0) - <floating>(x < 0)
+    return x if x != x else s
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:

@@ -22,11 +22,12 @@ def _node(t):
     return t.creator if t.creator is not None else t
 
 
-def _own(g, leaf, handed_out):
+def _own(g, leaf, handed_out, create_graph):
     """A gradient the leaf may keep and that hooks may update in place: never a view of another
-    array, never the same tensor as another leaf's gradient (Add passes one gradient to both inputs)."""
+    array, never the same tensor as another leaf's gradient (Add passes one gradient to both inputs).
+    Under create_graph the copy is a recorded op, so the gradient stays differentiable."""
     if id(g) in handed_out or not leaf.backend.owns_buffer(g.data):
-        g = Tensor._make(leaf.backend.copy(g.data), leaf.backend)
+        g = g + 0.0 if create_graph else Tensor._make(leaf.backend.copy(g.data), leaf.backend)
     handed_out.add(id(g))
     return g
 
@@ -60,8 +61,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                 accumulate(y.creator, gy)
                 push(y.creator)
             elif wanted is None:                     # backward() called on a leaf itself
-                y.grad = _own(gy, y, handed_out) if y.grad is None and not create_graph else (
-                    gy if y.grad is None else y.grad + gy)
+                y.grad = _own(gy, y, handed_out, create_graph) if y.grad is None else y.grad + gy
             else:
                 accumulate(y, gy)
         while heap:
@@ -81,8 +81,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                     accumulate(x.creator, gx)
                     push(x.creator)
                 elif wanted is None:
-                    x.grad = _own(gx, x, handed_out) if x.grad is None and not create_graph else (
-                        gx if x.grad is None else x.grad + gx)
+                    x.grad = _own(gx, x, handed_out, create_graph) if x.grad is None else x.grad + gx
                 elif id(x) in keep:
                     accumulate(x, gx)
             processed.append(fn)

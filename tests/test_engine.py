@@ -237,3 +237,12 @@ def test_each_leaf_owns_a_writable_gradient():
     assert w.grad.data.flags.writeable and b.grad.data.flags.owndata
     w.grad.data += 1.0
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+
+
+def test_leaf_gradients_stay_private_under_create_graph():
+    w, b = t64([1.0, 2.0]), t64([3.0, 4.0])
+    (w * w + b).sum().backward(create_graph=True)
+    assert w.grad is not b.grad and b.grad.data.flags.writeable
+    assert w.grad.requires_grad                       # still differentiable: d/dw sum(2w) = 2
+    w.grad.sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [2.0 + 2.0, 4.0 + 2.0])

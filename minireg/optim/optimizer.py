@@ -31,8 +31,8 @@ so penalty gradients are in place before gradients are clipped, clipping sees th
 proximal steps read the learning rate of this very step from ``group["lr"]``, and projections come
 last, leaving the parameters feasible. Within a stage, hooks run in registration order; each hook
 runs over every group before the next hook starts. Pre hooks change gradients, post hooks change
-``p.data`` in place. A hook must not write into ``p.grad.data``: backward may give two parameters
-the same gradient tensor, or a read-only broadcast view, so assign a new tensor to ``p.grad``.
+``p.data`` in place. Hooks may update ``p.grad.data`` in place: backward gives every leaf its own
+writable gradient buffer.
 """
 import difflib
 import inspect

@@ -71,10 +71,12 @@ class Penalty(Regularizer):
 
     def gradient(self, w):
         """dR/dw as a raw array, computed without recording a graph. Default: autograd of ``penalty``."""
+        from minireg._config import enable_grad
         from minireg.autograd import grad
         from minireg.tensor import Tensor
         leaf = Tensor._make(w.data, w.backend).requires_grad_()
-        return grad(self.penalty(leaf), leaf)[0].data
+        with enable_grad():       # add_grad_ calls this under no_grad; the penalty's own graph is needed
+            return grad(self.penalty(leaf), leaf)[0].data
 
     def add_grad_(self, params):
         """param.grad += dR/dparam for the selected parameters (the optimizer-hook fast path)."""
