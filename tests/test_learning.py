@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minireg as mr
-from minireg import F, nn
+from minireg import nn
 from minireg.data import DataLoader, TensorDataset
 from minireg.datasets import load_digits, load_fashion_mnist
 from minireg.losses import cross_entropy

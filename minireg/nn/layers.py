@@ -1,5 +1,4 @@
 """Dense layers, dropout, embedding, flatten and activation modules."""
-import math
 
 from minireg import functional as F
 from minireg._config import get_default_dtype

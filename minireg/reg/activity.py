@@ -15,12 +15,12 @@ import math
 from minireg import functional as F
 from minireg.autograd import grad
 from minireg.errors import GraphError, ShapeError
-from minireg.reg.base import check_strength
-from minireg.reg.penalties import AutogradPenalty, check_choice
+from minireg.reg.base import Penalty, check_strength
+from minireg.reg.penalties import check_choice
 from minireg.tensor import Tensor, tensor
 
 
-class ActivityPenalty(AutogradPenalty):
+class ActivityPenalty(Penalty):
     """A penalty on a tensor of the forward pass: ``reg(x)`` is ``penalty(x)``, differentiable.
 
     It has no parameters to act on, so ``value``/``add_grad_`` (the parameter interface, e.g. an

@@ -27,6 +27,17 @@ def weights_only(param):
     return param.ndim >= 2
 
 
+def grad_buffer(p):
+    """``p.grad``'s array, for an in-place update (zeros first when p has no gradient yet).
+
+    Safe because backward gives every leaf a private, writable gradient buffer.
+    """
+    if p.grad is None:
+        from minireg.tensor import Tensor
+        p.grad = Tensor._make(p.backend.xp.zeros_like(p.data), p.backend)
+    return p.grad.data
+
+
 def check_strength(name, value, allow_zero=True):
     """A finite, non-negative (or positive) float, else a ValueError saying what was expected."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
@@ -82,12 +93,8 @@ class Penalty(Regularizer):
         """param.grad += dR/dparam for the selected parameters (the optimizer-hook fast path)."""
         with no_grad():
             for p in self.selected(params):
-                g = self.gradient(p)
-                if p.grad is None:
-                    from minireg.tensor import Tensor
-                    p.grad = Tensor._make(p.backend.copy(g), p.backend)
-                else:
-                    p.grad.data = p.grad.data + g
+                buffer = grad_buffer(p)
+                buffer += self.gradient(p)
 
     def prox_(self, param, step):
         """Replace param's values by prox_{step R}(values); only where ``has_prox``."""

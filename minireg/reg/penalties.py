@@ -13,21 +13,10 @@ scikit-learn for the elastic net. Each docstring states the exact formula and ho
 import weakref
 
 from minireg import functional as F
-from minireg._config import enable_grad
 from minireg.errors import ShapeError
 from minireg.random import default_generator
-from minireg.reg.base import Penalty, check_strength
+from minireg.reg.base import Penalty, check_strength, grad_buffer
 from minireg.tensor import Tensor
-
-
-def grad_buffer(p):
-    """``p.grad``'s array, for an in-place update (zeros first when p has no gradient yet).
-
-    Safe because backward gives every leaf a private, writable gradient buffer.
-    """
-    if p.grad is None:
-        p.grad = Tensor._make(p.backend.xp.zeros_like(p.data), p.backend)
-    return p.grad.data
 
 
 def check_choice(name, value, choices):
@@ -41,18 +30,6 @@ def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return value
-
-
-class AutogradPenalty(Penalty):
-    """A penalty whose raw gradient is the autograd of ``penalty``.
-
-    ``Penalty.gradient`` records no graph when called inside ``no_grad`` (as ``add_grad_`` and the
-    optimizer hooks do), so the graph is recorded explicitly here.
-    """
-
-    def gradient(self, w):
-        with enable_grad():
-            return super().gradient(w)
 
 
 class KernelPenalty(Penalty):
@@ -166,7 +143,7 @@ class ElasticNet(KernelPenalty):
 _GROUPINGS = {"rows": (0, True), "columns": (1, True), "filters": (0, False), "channels": (1, False)}
 
 
-class GroupLasso(AutogradPenalty):
+class GroupLasso(Penalty):
     """R(w) = alpha * sum_g ||w_g||_2 over groups of a weight (Yuan & Lin 2006; structured
     sparsity in deep nets: Wen et al., "Learning structured sparsity in deep neural networks", 2016).
 
@@ -215,7 +192,7 @@ class GroupLasso(AutogradPenalty):
         param.data[...] = result if swap is None else xp.permute_dims(result, swap)
 
 
-class Orthogonal(AutogradPenalty):
+class Orthogonal(Penalty):
     """Soft orthogonality of the rows of W = w.reshape(out, -1), M = W W^T:
 
     - mode="off_diagonal" (BigGAN, Brock et al. 2019): R = beta * ||M * (1 - I)||_F^2, gradient
@@ -262,7 +239,7 @@ def _unit(xp, x, eps):
     return x / (xp.sqrt(xp.sum(x * x)) + eps)
 
 
-class SpectralNormPenalty(AutogradPenalty):
+class SpectralNormPenalty(Penalty):
     """R(w) = beta * sigma_max(W)^2, W = w.reshape(out, -1) (Yoshida & Miyato, "Spectral norm
     regularization for improving the generalizability of deep learning", 2017).
 

@@ -15,7 +15,8 @@ from minireg.errors import DeviceError, ShapeError
 from minireg.nn.module import Module
 from minireg.nn.parameter import Parameter
 from minireg.reg.base import Regularizer, check_strength, weights_only
-from minireg.reg.penalties import AutogradPenalty, KernelPenalty, check_positive_int
+from minireg.reg.base import Penalty
+from minireg.reg.penalties import KernelPenalty, check_positive_int
 from minireg.tensor import Tensor
 
 
@@ -125,7 +126,7 @@ def _check_precision_prior(prior):
                          f"for the others), all finite and > 0; got {prior!r} ({exc})") from None
 
 
-class SoftWeightSharing(Module, AutogradPenalty):
+class SoftWeightSharing(Module, Penalty):
     """A learnable mixture-of-Gaussians prior on the weights (Nowlan & Hinton, "Simplifying neural
     networks by soft weight-sharing", 1992; Ullrich, Meeds & Welling, "Soft weight-sharing for
     neural network compression", 2017). A Module (its parameters: ``means``, ``log_precisions``,
