@@ -16,5 +16,6 @@ from minireg.functional import (abs, clip, concatenate, elu, exp, flatten, leaky
 from minireg.random import manual_seed
 from minireg.tensor import Tensor, tensor
 from minireg import nn  # noqa: E402  (after the engine, which nn builds on)
+from minireg import optim, reg  # noqa: E402
 
 __version__ = "0.1.0"

@@ -11,8 +11,9 @@ from minireg.optim.adagrad import Adagrad
 from minireg.optim.adam import Adam, AdamW
 from minireg.optim.clip import ClipGradNorm, ClipGradValue, clip_grad_norm_, clip_grad_value_
 from minireg.optim.optimizer import POST_STAGES, PRE_STAGES, Optimizer
+from minireg.optim.proximal import FISTA, ProximalAdamW, ProximalSGD
 from minireg.optim.rmsprop import RMSprop
 from minireg.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm_", "clip_grad_value_",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "ProximalSGD", "FISTA", "ProximalAdamW", "clip_grad_norm_", "clip_grad_value_",
            "ClipGradNorm", "ClipGradValue", "PRE_STAGES", "POST_STAGES", "lr_scheduler"]
