@@ -99,8 +99,13 @@ def layer_regularizers(model):
             param = getattr(layer, attr, None)
             for option in (f"{attr}_regularizer", f"{attr}_constraint"):
                 regularizer = getattr(layer, option, None)
-                if regularizer is not None and param is not None:
-                    yield (f"{prefix}.{attr}" if prefix else attr), param, regularizer
+                if regularizer is None:
+                    continue
+                if param is None:   # e.g. SpectralNorm moved the weight to the wrapper's weight_orig
+                    raise ValueError(f"layer {prefix or type(layer).__name__!r} has a {option} but no {attr!r} "
+                                     f"parameter (a wrapper such as SpectralNorm may have moved it); attach the "
+                                     f"regularizer to the wrapper's parameter with reg.attach(optimizer, ...)")
+                yield (f"{prefix}.{attr}" if prefix else attr), param, regularizer
 
 
 def attach_model(model, optimizer, mode="auto"):

@@ -346,3 +346,13 @@ def test_trainer_adds_the_regularization_loss_once(hooked):
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12, err_msg=name)
     np.testing.assert_allclose(history["loss"], data_losses, rtol=1e-12)   # logged: the data loss alone
+
+
+def test_regularizer_on_a_layer_whose_weight_a_wrapper_moved_is_an_error_not_a_silent_skip():
+    from minireg import nn
+    from minireg.optim import SGD
+    from minireg.reg import attach_model
+    from minireg.reg.penalties import L2
+    wrapped = nn.SpectralNorm(nn.Linear(3, 2, weight_regularizer=L2(1e-3)))
+    with pytest.raises(ValueError, match="SpectralNorm may have moved it"):
+        attach_model(wrapped, SGD(wrapped.parameters(), lr=0.1))
