@@ -36,6 +36,7 @@ import functools
 import json
 import math
 import os
+import sys
 import threading
 import time
 import warnings
@@ -633,3 +634,54 @@ def plot_study(out, results, weights):
     fig.savefig(files["weight_histograms"], dpi=110)
     plt.close(fig)
     return files
+
+
+# -- command line (``python -m minireg study``) --------------------------------------------------
+def add_parser(subparsers):
+    """Add the ``study`` command to an ``argparse`` subparsers object; returns its parser."""
+    parser = subparsers.add_parser(
+        "study", help="train one network under every regularizer family and compare them",
+        description="Train the same MLP on the same data split with the same seed and epochs under each "
+                    "regularizer family; print one table and write curves, weight histograms, CSV, Markdown "
+                    "and JSON to --out. Needs joblib (and matplotlib for the figures): pip install 'minireg[study]'.")
+    parser.add_argument("--only", metavar="NAMES",
+                        help=f"comma-separated configurations to run (default: all): {', '.join(names())}")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs per configuration "
+                                                                         f"(default {EPOCHS})")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of every run (default {SEED})")
+    parser.add_argument("--jobs", type=int, default=1, help="configurations run in parallel processes (joblib; "
+                                                            "default 1)")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS",
+                        help="run the configurations on a Dask cluster (joblib's Dask backend), e.g. "
+                             "tcp://127.0.0.1:8786; --jobs is then ignored")
+    parser.add_argument("--data", choices=DATASETS, default="digits", help="data set (default digits)")
+    parser.add_argument("--subset", type=int, default=None,
+                        help=f"training images (train + validation) to draw; 0: all (default: all for digits, "
+                             f"{FASHION_SUBSET} for fashion-mnist)")
+    parser.add_argument("--out", default="runs/study", help="output directory (default runs/study)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(usage_error=parser.error)
+    return parser
+
+
+def run(args):
+    """Execute the parsed ``study`` command; returns the exit status."""
+    figures = importlib_find("matplotlib") is not None
+    try:        # every check before any training
+        check_options(args.only, args.epochs, args.jobs, args.data, args.subset, args.seed)
+        require_dependencies()
+        load_data(args.data, args.subset)
+    except MissingDependency as exc:
+        print(f"minireg study: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as exc:
+        args.usage_error(str(exc))
+    if not figures:
+        print(f"minireg study: {NO_FIGURES}", file=sys.stderr)
+    result = run_study(only=args.only, epochs=args.epochs, seed=args.seed, jobs=args.jobs, out=args.out,
+                             data=args.data, subset=args.subset, dask_scheduler=args.dask_scheduler,
+                             progress=not args.quiet, figures=figures)
+    print(result.table)
+    written = [os.path.relpath(path, args.out) for kind, path in result.files.items() if not kind.startswith("curves/")]
+    print(f"\nwritten to {args.out}: " + ", ".join(written + (["curves/*.png"] if figures else [])))
+    return 0
