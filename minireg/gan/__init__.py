@@ -4,3 +4,4 @@ from minireg.gan.models import (Discriminator, Generator, dcgan_discriminator, d
                                 mlp_generator)
 from minireg.gan.penalties import (DRAGAN, R1, R2, ConsistencyRegularization, FeatureMatching, GradientPenalty,
                                    InstanceNoise, LeCam, input_gradients)
+from minireg.gan.trainer import GANTrainer
