@@ -8,6 +8,7 @@ Backends every op test runs on:
 - ``cupy`` (marked gpu): only where CuPy sees a GPU.
 """
 import pytest
+from threadpoolctl import threadpool_limits
 
 from minireg.backend import cupy_status, get_backend
 from minireg.testing.devices import fake_device
@@ -15,6 +16,10 @@ from minireg.testing.strategies import load_profile_from_env, register_profiles
 
 register_profiles()
 load_profile_from_env()
+
+# The tests multiply tiny matrices: one BLAS thread is faster there, keeps float summation order
+# fixed, and cannot stall when the other core is busy (2-thread OpenBLAS made a GAN test 90x slower).
+threadpool_limits(1)
 
 HAVE_GPU = cupy_status()[0]
 
