@@ -33,6 +33,9 @@ def _configure(parser):
                         help=f"samples for FID/IS/precision/recall (default {experiment.NUM_EVAL})")
     parser.add_argument("--eval-points", type=int, default=experiment.EVAL_POINTS,
                         help=f"evaluations and sample grids per run (default {experiment.EVAL_POINTS})")
+    parser.add_argument("--threads", type=int, default=experiment.BLAS_THREADS,
+                        help=f"BLAS threads while training (default {experiment.BLAS_THREADS}: the GAN's matrices "
+                             f"are small; 0: leave the thread pools as configured)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -69,11 +72,12 @@ def run(args):
     if args.steps < 1:
         return _fail(f"--steps must be >= 1, got {args.steps}")
     verbose = 0 if args.quiet else 1
+    threads = args.threads or None
     try:
         if args.compare is not None:
             result = experiment.compare(names, steps=args.steps, seed=args.seed, out_dir=args.out, data=args.data,
                                         conditional=args.conditional, num_eval=args.num_eval,
-                                        eval_points=args.eval_points, verbose=verbose)
+                                        eval_points=args.eval_points, verbose=verbose, threads=threads)
             print(f"\n{args.data}{' (conditional)' if args.conditional else ''}, {args.steps} generator steps, "
                   f"seed {args.seed}, N = {args.num_eval}\n")
             print(result.table)
@@ -83,7 +87,7 @@ def run(args):
         out = os.path.join(args.out, names[0])
         result = experiment.run(names[0], steps=args.steps, seed=args.seed, out_dir=out, data=args.data,
                                 conditional=args.conditional, num_eval=args.num_eval, eval_points=args.eval_points,
-                                verbose=verbose)
+                                verbose=verbose, threads=threads)
     except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     m, u = result["metrics"], result["untrained"]

@@ -30,6 +30,7 @@ final checkpoints. ``compare(names, out_dir=...)`` writes every run in ``out_dir
 ``results.md``, ``results.csv``, ``results.json``, ``fid.png`` (all FID curves) and ``samples.png``
 (the final grids side by side).
 """
+import contextlib
 import csv
 import dataclasses
 import json
@@ -60,9 +61,14 @@ NUM_EVAL = 1000
 EVAL_SEED = 1234          # noise of the evaluation samples (the same for every run)
 REFERENCE_SEED = 0        # which real images form the FID reference set
 EVAL_POINTS = 10          # evaluations (FID over training) and sample grids per run
+# The GAN's matrices are small (batch 64, width 256): one BLAS thread runs them faster than two on
+# the 2-core development machine ("none": 12 s against 21 s), and cannot be slowed down 10x by
+# another busy process, as spinning BLAS threads can. None leaves the thread pools as they are.
+BLAS_THREADS = 1
 # The default --compare set: one entry per family (hard constraint, gradient penalties on
 # interpolates / real data, normalization, generator-side and output-side penalties, input
-# noise); together about 5 minutes at the default steps on 2 CPU cores.
+# noise): all of them, about 4 minutes at the default steps on the 2-core development machine
+# (4m03s for `python -m minireg gan --compare`, WGAN-GP alone 60 s).
 DEFAULT_COMPARE = ("none", "wgan-clip", "wgan-gp", "r1", "spectral-norm", "feature-matching", "lecam",
                    "consistency", "orthogonal-g", "instance-noise", "dragan")
 
@@ -304,6 +310,18 @@ def _write_json(path, value):
     return path
 
 
+def blas_threads(n=BLAS_THREADS):
+    """A context limiting BLAS/OpenMP thread pools to ``n`` threads (threadpoolctl; nothing happens
+    when it is not installed or ``n`` is None)."""
+    if n is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n)
+
+
 def _try_plot(files, key, fn, *args, **kwargs):
     try:
         files[key] = fn(*args, **kwargs)
@@ -312,7 +330,8 @@ def _try_plot(files, key, fn, *args, **kwargs):
 
 
 def run(name, steps=DEFAULT_STEPS, seed=0, out_dir=None, data="digits", conditional=False, conditioning="concat",
-        num_eval=NUM_EVAL, batch_size=BATCH_SIZE, eval_points=EVAL_POINTS, verbose=1, classifier=None):
+        num_eval=NUM_EVAL, batch_size=BATCH_SIZE, eval_points=EVAL_POINTS, verbose=1, classifier=None,
+        threads=BLAS_THREADS):
     """Train the setup ``name`` for ``steps`` generator steps and evaluate it.
 
     Returns a dict: ``name``, ``metrics`` (final fid, inception_score, precision, recall, ...),
@@ -320,8 +339,16 @@ def run(name, steps=DEFAULT_STEPS, seed=0, out_dir=None, data="digits", conditio
     ``seconds`` (training time, evaluation excluded), ``steps``, ``history``, ``setup`` (its
     description), ``capacity`` (parameters and layers of G and D), ``files`` (what was written
     under ``out_dir``; nothing is written without it) and ``trainer`` (the ``GANTrainer``, with the
-    trained networks as ``trainer.G`` and ``trainer.D``; not in the JSON).
+    trained networks as ``trainer.G`` and ``trainer.D``; not in the JSON). ``threads``: BLAS
+    threads during the run (see ``BLAS_THREADS``; None: as configured).
     """
+    with blas_threads(threads):
+        return _run(name, steps, seed, out_dir, data, conditional, conditioning, num_eval, batch_size, eval_points,
+                    verbose, classifier)
+
+
+def _run(name, steps, seed, out_dir, data, conditional, conditioning, num_eval, batch_size, eval_points, verbose,
+         classifier):
     setup = get_setup(name)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -433,11 +460,13 @@ def _row(label, metrics, seconds, untrained_fid):
 
 
 def compare(names=DEFAULT_COMPARE, steps=DEFAULT_STEPS, seed=0, out_dir=None, data="digits", conditional=False,
-            conditioning="concat", num_eval=NUM_EVAL, batch_size=BATCH_SIZE, eval_points=EVAL_POINTS, verbose=1):
+            conditioning="concat", num_eval=NUM_EVAL, batch_size=BATCH_SIZE, eval_points=EVAL_POINTS, verbose=1,
+            threads=BLAS_THREADS):
     """Train each named setup with the same budget (``steps`` generator steps, same seed and data)
     and tabulate FID, IS, precision, recall and training seconds, with the untrained generator
     (default architecture, same seed) as the first row. Unknown names raise before anything runs.
     Writes ``results.md/.csv/.json``, ``fid.png`` and ``samples.png`` under ``out_dir`` if given.
+    ``threads`` as in ``run``.
     """
     names = list(names)
     if not names:
@@ -446,6 +475,13 @@ def compare(names=DEFAULT_COMPARE, steps=DEFAULT_STEPS, seed=0, out_dir=None, da
         get_setup(n)
     if len(set(names)) != len(names):
         raise ValueError(f"compare: names repeat: {names}")
+    with blas_threads(threads):
+        return _compare(names, steps, seed, out_dir, data, conditional, conditioning, num_eval, batch_size,
+                        eval_points, verbose, threads)
+
+
+def _compare(names, steps, seed, out_dir, data, conditional, conditioning, num_eval, batch_size, eval_points, verbose,
+             threads):
     from minireg.gan.metrics import feature_classifier
     gan_data = load_data(data, num_eval)
     classifier = feature_classifier(gan_data.name)
@@ -453,7 +489,8 @@ def compare(names=DEFAULT_COMPARE, steps=DEFAULT_STEPS, seed=0, out_dir=None, da
     for n in names:
         runs[n] = run(n, steps=steps, seed=seed, out_dir=os.path.join(out_dir, n) if out_dir else None,
                       data=gan_data, conditional=conditional, conditioning=conditioning, num_eval=num_eval,
-                      batch_size=batch_size, eval_points=eval_points, verbose=verbose, classifier=classifier)
+                      batch_size=batch_size, eval_points=eval_points, verbose=verbose, classifier=classifier,
+                      threads=threads)
     # The untrained row: the default architecture ("none") at this seed; equal to each run's own
     # untrained metrics except for setups with other widths (their own value is in their JSON).
     reference = runs.get("none") or run_untrained(gan_data, seed, conditional, conditioning, num_eval, classifier)
@@ -500,4 +537,4 @@ def run_untrained(data, seed=0, conditional=False, conditioning="concat", num_ev
 
 __all__ = ["REGISTRY", "DEFAULT_COMPARE", "DEFAULT_STEPS", "Setup", "GANData", "Comparison", "load_data", "names",
            "get_setup", "describe", "build_models", "make_eval_fn", "run", "compare", "run_untrained",
-           "markdown_table"]
+           "markdown_table", "blas_threads", "BLAS_THREADS"]

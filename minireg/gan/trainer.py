@@ -81,6 +81,7 @@ from minireg.reg.attach import attach
 from minireg.reg.base import Constraint, Penalty
 from minireg.tensor import Tensor
 
+_QUIET_METRICS = ("step", "num_samples", "inception_score_std")    # left out of the progress lines
 DEFAULT_LR = 2e-4
 DEFAULT_BETAS = (0.5, 0.999)
 
@@ -538,10 +539,11 @@ class GANTrainer:
         if self.verbose == 0:
             return
         text = f"d_loss {logs['d_loss']:.4g}  g_loss {logs['g_loss']:.4g}"
+        line = f"step {self.step}/{total}  {text}"
         if metrics:
-            text += "  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                     if k != "step" and isinstance(v, (int, float)))
-        line = f"step {self.step}/{total}  {text}  {self.train_seconds:.1f} s"
+            line += "  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in _QUIET_METRICS
+                                     and isinstance(v, (int, float)) and not isinstance(v, bool))
+        line += f"  {self.train_seconds:.1f} s"
         if bar is not None:
             bar.set_postfix_str(text, refresh=False)
             if metrics:
