@@ -386,7 +386,9 @@ def test_clip_is_a_projection(impl, arrays, bounds):
         np.testing.assert_array_equal(impl.host(k.clip_(inside, v.min(), v.max())), v)
 
 
-@given(arrays=same_shape(1, ndim=2), c=st.floats(0, 20))
+# c = 0 or >= 1e-6: below that the rescaled rows' squares underflow to subnormals and the norm
+# check measures rounding, not the kernel (Hypothesis found c = 4e-159).
+@given(arrays=same_shape(1, ndim=2), c=st.one_of(st.just(0.0), st.floats(1e-6, 20)))
 def test_max_norm_is_a_projection(impl, arrays, c):
     (v,) = arrays
     k = impl.kernels
