@@ -22,6 +22,7 @@ from _common import parse_args, row, timeit  # noqa: E402
 args = parse_args(__doc__.splitlines()[0])
 
 import numpy as np  # noqa: E402
+from _numpy_baselines import NumpyAdam  # noqa: E402
 
 import minireg as mr  # noqa: E402
 from minireg import F, nn  # noqa: E402
@@ -31,25 +32,6 @@ from minireg.optim import Adam  # noqa: E402
 
 BATCH, NOISE, SLOPE = 128, 100, 0.2
 rng = np.random.default_rng(0)
-
-
-class NumpyAdam:
-    """Adam with in-place updates (the same as bench_training.py's)."""
-
-    def __init__(self, params, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-        self.params, self.lr, self.b1, self.b2, self.eps, self.t = params, lr, b1, b2, eps, 0
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-
-    def step(self, grads):
-        self.t += 1
-        step = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * g * g
-            p -= step * m / (np.sqrt(v) + self.eps * np.sqrt(1 - self.b2 ** self.t))
 
 
 # ---- the MLP GAN in NumPy -------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import itertools
 
 import numpy as np
 
-from minireg.errors import DeviceError
 
 
 def window_geometry(shape, window_shape, axes, strides, dilations):
