@@ -22,10 +22,9 @@ from _common import parse_args, row, timeit  # noqa: E402
 args = parse_args(__doc__.splitlines()[0])
 
 import numpy as np  # noqa: E402
-from _numpy_baselines import NumpyAdam  # noqa: E402
+from _steps import NumpyAdam, mlp_steps  # noqa: E402
 
 import minireg as mr  # noqa: E402
-from minireg import F, nn  # noqa: E402
 from minireg.gan import mlp_discriminator, mlp_generator  # noqa: E402
 from minireg.gan.trainer import GANTrainer  # noqa: E402
 from minireg.optim import Adam  # noqa: E402
@@ -143,39 +142,7 @@ def minireg_gan_step():
 
 
 # ---- the MLP classifier step of bench_training.py ----------------------------------------------------
-mr.manual_seed(0)
-mlp = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-mlp_params = [p.numpy().copy() for p in mlp.parameters()]
-x_mlp, y_mlp = rng.random((128, 64), dtype=np.float32), rng.integers(0, 10, 128)
-mlp_opt, mlp_np_opt = Adam(mlp.parameters(), lr=1e-3), NumpyAdam(mlp_params)
-x_mlp_t, y_mlp_t = mr.tensor(x_mlp), mr.tensor(y_mlp)
-
-
-def minireg_mlp_step():
-    loss = F.cross_entropy(mlp(x_mlp_t), y_mlp_t)
-    mlp_opt.zero_grad()
-    loss.backward()
-    mlp_opt.step()
-    return loss.item()
-
-
-def numpy_mlp_step():
-    w1, b1, w2, b2, w3, b3 = mlp_params
-    h1 = np.maximum(x_mlp @ w1.T + b1, 0)
-    h2 = np.maximum(h1 @ w2.T + b2, 0)
-    logits = h2 @ w3.T + b3
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    loss = -np.log(p[np.arange(128), y_mlp]).mean()
-    p[np.arange(128), y_mlp] -= 1
-    g = p / 128
-    gw3, gb3 = g.T @ h2, g.sum(0)
-    g = (g @ w3) * (h2 > 0)
-    gw2, gb2 = g.T @ h1, g.sum(0)
-    g = (g @ w2) * (h1 > 0)
-    mlp_np_opt.step([g.T @ x_mlp, g.sum(0), gw2, gb2, gw3, gb3])
-    return loss
+minireg_mlp_step, numpy_mlp_step = mlp_steps(rng)
 
 
 # Both implementations compute the same thing: compare the first three steps' losses.

@@ -17,60 +17,17 @@ from _common import parse_args, row, timeit  # noqa: E402
 args = parse_args(__doc__.splitlines()[0])
 
 import numpy as np  # noqa: E402
-from _numpy_baselines import NumpyAdam  # noqa: E402
+from _steps import NumpyAdam, engine_step, mlp_steps, softmax_ce_grad  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import minireg as mr  # noqa: E402
-from minireg import F, nn  # noqa: E402
-from minireg.optim import Adam  # noqa: E402
+from minireg import nn  # noqa: E402
 
 rng = np.random.default_rng(0)
 
 
-def softmax_ce_grad(logits, labels):
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    loss = -np.log(p[np.arange(len(labels)), labels]).mean()
-    p[np.arange(len(labels)), labels] -= 1
-    return loss, p / len(labels)
-
-
-def engine_step(model, x, y):
-    """One minireg training step (forward, cross entropy, backward, Adam) on fixed data, as a closure."""
-    optimizer, inputs, labels = Adam(model.parameters(), lr=1e-3), mr.tensor(x), mr.tensor(y)
-
-    def step():
-        loss = F.cross_entropy(model(inputs), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-    return step
-
-
 # ---- MLP ------------------------------------------------------------------------------------------
-mr.manual_seed(0)
-mlp = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-mlp_params = [p.numpy().copy() for p in mlp.parameters()]        # W1 b1 W2 b2 W3 b3, same start
-x_mlp = rng.random((128, 64), dtype=np.float32)
-y_mlp = rng.integers(0, 10, 128)
-np_mlp_opt = NumpyAdam(mlp_params)
-engine_mlp_step = engine_step(mlp, x_mlp, y_mlp)
-
-
-def numpy_mlp_step():
-    w1, b1, w2, b2, w3, b3 = mlp_params
-    h1 = np.maximum(x_mlp @ w1.T + b1, 0)
-    h2 = np.maximum(h1 @ w2.T + b2, 0)
-    loss, g = softmax_ce_grad(h2 @ w3.T + b3, y_mlp)
-    gw3, gb3 = g.T @ h2, g.sum(0)
-    g = (g @ w3) * (h2 > 0)
-    gw2, gb2 = g.T @ h1, g.sum(0)
-    g = (g @ w2) * (h1 > 0)
-    gw1, gb1 = g.T @ x_mlp, g.sum(0)
-    np_mlp_opt.step([gw1, gb1, gw2, gb2, gw3, gb3])
-    return loss
+engine_mlp_step, numpy_mlp_step = mlp_steps(rng)
 
 
 # ---- CNN ------------------------------------------------------------------------------------------
@@ -146,8 +103,8 @@ def numpy_cnn_step():
 
 
 # Both implementations compute the same thing: compare the first three losses.
-for engine_step, numpy_step, name in ((engine_mlp_step, numpy_mlp_step, "MLP"), (engine_cnn_step, numpy_cnn_step, "CNN")):
-    a = [engine_step() for _ in range(3)]
+for minireg_step, numpy_step, name in ((engine_mlp_step, numpy_mlp_step, "MLP"), (engine_cnn_step, numpy_cnn_step, "CNN")):
+    a = [minireg_step() for _ in range(3)]
     b = [numpy_step() for _ in range(3)]
     np.testing.assert_allclose(a, b, rtol=2e-4, err_msg=f"{name}: minireg and NumPy steps disagree")
 
