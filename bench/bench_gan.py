@@ -50,49 +50,50 @@ def softplus(a):
     return np.logaddexp(0, a)
 
 
-def g_forward(params, z):
+def mlp_forward(params, x):
+    """Linear-LeakyReLU-Linear-LeakyReLU-Linear (G and D have this shape); returns the output and a cache."""
     w1, b1, w2, b2, w3, b3 = params
-    a1 = z @ w1.T + b1
+    a1 = x @ w1.T + b1
     h1 = leaky(a1)
     a2 = h1 @ w2.T + b2
     h2 = leaky(a2)
-    x = np.tanh(h2 @ w3.T + b3)
-    return x, (z, a1, h1, a2, h2, x)
+    return h2 @ w3.T + b3, (x, a1, h1, a2, h2)
+
+
+def mlp_backward(params, cache, gout, weights=True, need_dx=False):
+    """Gradients of the parameters (``weights``) and of the input (``need_dx``) from dL/doutput."""
+    w1, _, w2, _, w3, _ = params
+    x, a1, h1, a2, h2 = cache
+    g = gout
+    grads = [g.T @ h2, g.sum(0)] if weights else None
+    g = leaky_grad(g @ w3, a2)
+    if weights:
+        grads = [g.T @ h1, g.sum(0)] + grads
+    g = leaky_grad(g @ w2, a1)
+    if weights:
+        grads = [g.T @ x, g.sum(0)] + grads
+    return grads, (g @ w1 if need_dx else None)
+
+
+def g_forward(params, z):
+    pre, cache = mlp_forward(params, z)
+    x = np.tanh(pre)
+    return x, (cache, x)
 
 
 def g_backward(params, cache, gx):
-    _, _, w2, _, w3, _ = params
-    z, a1, h1, a2, h2, x = cache
-    g = gx * (1 - x * x)
-    gw3, gb3 = g.T @ h2, g.sum(0)
-    g = leaky_grad(g @ w3, a2)
-    gw2, gb2 = g.T @ h1, g.sum(0)
-    g = leaky_grad(g @ w2, a1)
-    return [g.T @ z, g.sum(0), gw2, gb2, gw3, gb3]
+    cache, x = cache
+    return mlp_backward(params, cache, gx * (1 - x * x))[0]
 
 
 def d_forward(params, x):
-    v1, c1, v2, c2, v3, c3 = params
-    a1 = x @ v1.T + c1
-    h1 = leaky(a1)
-    a2 = h1 @ v2.T + c2
-    h2 = leaky(a2)
-    return (h2 @ v3.T + c3)[:, 0], (x, a1, h1, a2, h2)
+    logits, cache = mlp_forward(params, x)
+    return logits[:, 0], cache
 
 
 def d_backward(params, cache, glogit, weights=True, need_dx=False):
-    """Gradients of the D parameters (``weights``) and of the input x (``need_dx``), from dL/dlogit (N,)."""
-    v1, _, v2, _, v3, _ = params
-    x, a1, h1, a2, h2 = cache
-    g = glogit[:, None]
-    grads = [g.T @ h2, g.sum(0)] if weights else None
-    g = leaky_grad(g @ v3, a2)
-    if weights:
-        grads = [g.T @ h1, g.sum(0)] + grads
-    g = leaky_grad(g @ v2, a1)
-    if weights:
-        grads = [g.T @ x, g.sum(0)] + grads
-    return grads, (g @ v1 if need_dx else None)
+    """Gradients of the D parameters and/or the input x, from dL/dlogit (N,)."""
+    return mlp_backward(params, cache, glogit[:, None], weights, need_dx)
 
 
 class NumpyGAN:
