@@ -29,7 +29,6 @@ settings, per-epoch histories, per-layer weight statistics), ``learning_curves.p
 curves of all configurations), ``curves/<name>.png`` (train and validation curves of each), and
 ``weight_histograms.png`` (one panel per configuration).
 """
-import contextlib
 import csv
 import dataclasses
 import functools
@@ -46,6 +45,7 @@ import numpy as np
 import minireg as mr
 from minireg import nn, optim, reg
 from minireg._config import no_grad
+from minireg._threads import blas_threads
 from minireg.data import DataLoader, Standardizer, TensorDataset, train_val_split
 from minireg.datasets import load_digits, load_fashion_mnist
 from minireg.losses import cross_entropy
@@ -307,14 +307,6 @@ def names():
 _RUN_LOCK = threading.Lock()     # minireg's seed and backend are per process: one run at a time
 
 
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
 def model_weights(model):
     """``[(name, array)]``: the weight matrices the layers compute with (parameters with ndim >= 2,
     the regularizers' default selection), W_orig / sigma for spectrally normalized layers."""
@@ -360,7 +352,7 @@ def run_config(name, epochs=EPOCHS, seed=SEED, data="digits", subset=None, batch
 
     config = REGISTRY[name]
     split = load_data(data, subset)
-    with _RUN_LOCK, _one_blas_thread(), mr.using_backend("numpy"):
+    with _RUN_LOCK, blas_threads(1), mr.using_backend("numpy"):
         start = time.perf_counter()
         mr.manual_seed(seed)
         setup = Setup(split.x_train.shape[1], int(max(split.y_train.max(), split.y_test.max())) + 1,

@@ -30,7 +30,6 @@ final checkpoints. ``compare(names, out_dir=...)`` writes every run in ``out_dir
 ``results.md``, ``results.csv``, ``results.json``, ``fid.png`` (all FID curves) and ``samples.png``
 (the final grids side by side).
 """
-import contextlib
 import csv
 import dataclasses
 import json
@@ -43,6 +42,7 @@ import numpy as np
 
 import minireg as mr
 from minireg import functional as F
+from minireg._threads import blas_threads
 from minireg.data import DataLoader, TensorDataset
 from minireg.gan.losses import GANLoss, get_loss
 from minireg.gan.models import mlp_discriminator, mlp_generator
@@ -310,18 +310,6 @@ def _write_json(path, value):
     return path
 
 
-def blas_threads(n=BLAS_THREADS):
-    """A context limiting BLAS/OpenMP thread pools to ``n`` threads (threadpoolctl; nothing happens
-    when it is not installed or ``n`` is None)."""
-    if n is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n)
-
-
 def _try_plot(files, key, fn, *args, **kwargs):
     try:
         files[key] = fn(*args, **kwargs)
@@ -537,4 +525,4 @@ def run_untrained(data, seed=0, conditional=False, conditioning="concat", num_ev
 
 __all__ = ["REGISTRY", "DEFAULT_COMPARE", "DEFAULT_STEPS", "Setup", "GANData", "Comparison", "load_data", "names",
            "get_setup", "describe", "build_models", "make_eval_fn", "run", "compare", "run_untrained",
-           "markdown_table", "blas_threads", "BLAS_THREADS"]
+           "markdown_table", "BLAS_THREADS"]
