@@ -22,12 +22,12 @@ _FORMAT = "minireg-checkpoint-1"
 
 def _encode(value, arrays, path):
     """JSON-ready structure; arrays go to ``arrays`` under a key recorded in their place."""
-    if isinstance(value, np.ndarray) or hasattr(value, "__array_namespace__") and not isinstance(value, (int, float)):
+    if isinstance(value, np.generic):      # NumPy scalars also expose __array_namespace__: numbers first
+        return value.item()
+    if hasattr(value, "__array_namespace__"):
         key = f"array{len(arrays)}:{path}"
         arrays[key] = np.asarray(value)
         return {"__array__": key}
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value):
             return {k: _encode(v, arrays, f"{path}.{k}") for k, v in value.items()}

@@ -97,3 +97,10 @@ def test_not_a_checkpoint(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.ones(2))
     with pytest.raises(ValueError, match="not a minireg checkpoint"):
         mr.load(tmp_path / "other.npz", make_model())
+
+
+def test_numpy_scalar_metadata_comes_back_as_python_numbers(tmp_path):
+    path = mr.save(tmp_path / "ck.npz", make_model(), epoch=np.int64(3), loss=np.float32(0.25), lr=np.float64(0.1))
+    meta = mr.load(path, make_model())
+    assert meta == {"epoch": 3, "loss": 0.25, "lr": 0.1}
+    assert type(meta["epoch"]) is int and type(meta["loss"]) is float
