@@ -442,7 +442,7 @@ class IndexAdd(Function):
 
 def _has_array(index):
     items = index if isinstance(index, tuple) else (index,)
-    return builtins.any(hasattr(i, "shape") and i.ndim > 0 or isinstance(i, (list,)) for i in items)
+    return builtins.any(hasattr(i, "shape") and i.ndim > 0 for i in items)   # getitem made lists arrays
 
 
 def getitem(x, index):
