@@ -35,3 +35,16 @@ class NonFiniteError(MiniregError, ValueError):
 
 class GradcheckError(MiniregError, AssertionError):
     """Analytic and numerical gradients disagree; the message names the worst element."""
+
+
+class ArgumentError(MiniregError, ValueError):
+    """An argument with a wrong value (out of range, unknown choice, inconsistent with another)."""
+
+
+class ArgumentTypeError(MiniregError, TypeError):
+    """An argument of the wrong type (a string where a number is expected, a list for a Tensor)."""
+
+
+class CheckpointError(MiniregError, ValueError):
+    """A checkpoint or state dict that cannot be read or does not fit: the message names the path
+    or entry and what is wrong. Nothing is assigned when it is raised."""
