@@ -13,6 +13,7 @@ class Tensor:
     generation = 0
     requires_grad = False
     name = None
+    _version = 0            # bumped by every in-place write minireg performs (_bump_version)
     __array_ufunc__ = None  # NumPy defers to Tensor's reflected operators: np_array + tensor -> Tensor
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -67,6 +68,11 @@ class Tensor:
         return f"tensor({body}, {', '.join(extras)})"
 
     # -- autograd -------------------------------------------------------------------------------
+    def _bump_version(self):
+        """Record an in-place write to ``data``: ops that saved this tensor for backward then refuse
+        to use it. Every in-place write minireg performs calls this; raw ``.data`` writes do not."""
+        self._version += 1
+
     def requires_grad_(self, flag=True):
         if flag and not self.backend.is_float(self.dtype):
             raise DTypeError(f"only floating tensors can require gradients, got dtype {self.dtype}; "
