@@ -40,10 +40,23 @@ def backend(request):
     return get_backend(request.param)
 
 
+GPU_SKIP_REASON = f"needs a CUDA GPU: {cupy_status()[1]}"
+
+
 def pytest_collection_modifyitems(config, items):
     if HAVE_GPU:
         return
-    skip = pytest.mark.skip(reason=f"needs a CUDA GPU: {cupy_status()[1]}")
+    skip = pytest.mark.skip(reason=GPU_SKIP_REASON)
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Give every GPU skip the same location, so ``pytest -ra`` folds them into one summary line
+    ("SKIPPED [N] tests/conftest.py: needs a CUDA GPU: ...") instead of one line per test site."""
+    outcome = yield
+    report = outcome.get_result()
+    if not HAVE_GPU and report.skipped and "gpu" in item.keywords and isinstance(report.longrepr, tuple):
+        report.longrepr = (__file__, None, GPU_SKIP_REASON)
