@@ -59,6 +59,9 @@ class BuildExt(build_ext):
             if unix:
                 # -fno-math-errno lets sqrt vectorize (the kernels never read errno): 4x on AdamW.
                 ext.extra_compile_args += ["-O3", "-fno-math-errno"]
+                if not DEBUG:
+                    # -s: no symbol table or debug info in the shipped .so (1.99 MB -> ~0.35 MB).
+                    ext.extra_link_args.append("-s")
             if openmp:
                 ext.extra_compile_args.append("-fopenmp")
                 ext.extra_link_args.append("-fopenmp")
