@@ -34,73 +34,34 @@ runs over every group before the next hook starts. Pre hooks change gradients, p
 ``p.data`` in place. Hooks may update ``p.grad.data`` in place: backward gives every leaf its own
 writable gradient buffer.
 """
-import difflib
 import inspect
-import math
 
 import numpy as np
 
+from minireg import check
 from minireg._config import enable_grad, no_grad
+from minireg.check import flag, nonnegative, positive, probability as unit_interval, suggest as _suggest
+from minireg.errors import (ArgumentError, ArgumentTypeError, CheckpointError, DeviceError, DTypeError,
+                            NonFiniteError, ShapeError)
 from minireg.tensor import Tensor
 
 PRE_STAGES = ("penalty", "clip")
 POST_STAGES = ("prox", "constraint")
 _STAGES = {"pre": PRE_STAGES, "post": POST_STAGES}
 _STAGE_ORDER = {stage: i for i, stage in enumerate(PRE_STAGES + POST_STAGES)}
+NONFINITE_POLICIES = ("raise", "skip")
 
 
-# -- option checkers: validate one value and return it normalised (state dicts may hand back
-# NumPy scalars, 0-d arrays or lists where the user passed floats, bools and tuples) -------------
-def _real(name, value):
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def nonnegative(name, value):
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
-
-
-def positive(name, value):
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
-def unit_interval(name, value):
-    value = _real(name, value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return value
-
-
+# Option checkers (``_checks`` values) are those of minireg.check: checker(name, value) validates one
+# value and returns it normalised (state dicts may hand back NumPy scalars, 0-d arrays or lists where
+# the user passed floats, bools and tuples). ``unit_interval`` is [0, 1); ``betas`` a pair of those.
 def betas(name, value):
+    """A pair (beta1, beta2) of numbers in [0, 1), as a tuple of floats."""
     try:
         beta1, beta2 = value
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
+        raise ArgumentTypeError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
     return unit_interval(f"{name}[0]", beta1), unit_interval(f"{name}[1]", beta2)
-
-
-def flag(name, value):
-    if np.ndim(value) != 0 or np.asarray(value).dtype != np.bool_:
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _suggest(word, choices):
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.8)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _index(value):
@@ -117,14 +78,14 @@ def _as_list(params, where):
     if isinstance(params, Tensor):
         return [params]
     if isinstance(params, (set, frozenset)):
-        raise TypeError(f"{where} must be an ordered iterable (a list or generator), not a set: the order "
+        raise ArgumentTypeError(f"{where} must be an ordered iterable (a list or generator), not a set: the order "
                         f"of parameters numbers them in state dicts")
     if isinstance(params, dict):
-        raise TypeError(f"{where}: a single param group dict must be wrapped in a list, [{{'params': ...}}]")
+        raise ArgumentTypeError(f"{where}: a single param group dict must be wrapped in a list, [{{'params': ...}}]")
     try:
         return list(params)
     except TypeError:
-        raise TypeError(f"{where} must be an iterable of Tensors or of param group dicts, "
+        raise ArgumentTypeError(f"{where} must be an iterable of Tensors or of param group dicts, "
                         f"got {type(params).__name__}") from None
 
 
@@ -143,7 +104,7 @@ class Optimizer:
         if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
             for key in kwargs:
                 if key not in names:
-                    raise TypeError(f"{cls.__name__} got an unknown option {key!r}{_suggest(key, names)}; "
+                    raise ArgumentTypeError(f"{cls.__name__} got an unknown option {key!r}{_suggest(key, names)}; "
                                     f"expected one of {', '.join(names)}")
         return super().__new__(cls)
 
@@ -152,11 +113,11 @@ class Optimizer:
         self.defaults = self._checked_options(defaults, f"{name}: ")
         items = _as_list(params, f"{name}: params")
         if not items:
-            raise ValueError(f"{name} got an empty parameter list")
+            raise ArgumentError(f"{name} got an empty parameter list")
         if all(isinstance(item, dict) for item in items):
             groups = items
         elif any(isinstance(item, dict) for item in items):
-            raise TypeError(f"{name}: params must be all Tensors or all param group dicts, not a mix")
+            raise ArgumentTypeError(f"{name}: params must be all Tensors or all param group dicts, not a mix")
         else:
             groups = [{"params": items}]
         owners = {}
@@ -183,11 +144,11 @@ class Optimizer:
         for key in out:
             hint = "" if key in self._checks or key == "params" else _suggest(key, list(self._checks))
             if hint:
-                raise ValueError(f"{where}unknown option {key!r}{hint}; options are {', '.join(self._checks)}")
+                raise ArgumentError(f"{where}unknown option {key!r}{hint}; options are {', '.join(self._checks)}")
         try:
             self._check_group(out)
         except ValueError as exc:
-            raise ValueError(f"{where}{exc}") from None
+            raise ArgumentError(f"{where}{exc}") from None
         return out
 
     def _check_group(self, group):
@@ -197,21 +158,21 @@ class Optimizer:
         """A validated copy of ``group`` with defaults filled in; ``owners`` maps parameter -> group index."""
         where = f"{type(self).__name__}: param group {index}: "
         if not isinstance(group, dict):
-            raise TypeError(f"{where}expected a dict with a 'params' entry, got {type(group).__name__}")
+            raise ArgumentTypeError(f"{where}expected a dict with a 'params' entry, got {type(group).__name__}")
         if "params" not in group:
-            raise ValueError(f"{where}has no 'params' entry")
+            raise ArgumentError(f"{where}has no 'params' entry")
         params = _as_list(group["params"], f"{where}'params'")
         for j, p in enumerate(params):
             if not isinstance(p, Tensor):
-                raise TypeError(f"{where}parameter {j} is a {type(p).__name__}, expected a Tensor or Parameter")
+                raise ArgumentTypeError(f"{where}parameter {j} is a {type(p).__name__}, expected a Tensor or Parameter")
             if not p.requires_grad:
-                raise ValueError(f"{where}parameter {j} (shape {p.shape}) does not require grad; "
+                raise ArgumentError(f"{where}parameter {j} (shape {p.shape}) does not require grad; "
                                  f"optimize only tensors created with requires_grad=True")
             if not p.is_leaf:
-                raise ValueError(f"{where}parameter {j} is not a leaf (it was computed by an op); "
+                raise ArgumentError(f"{where}parameter {j} is not a leaf (it was computed by an op); "
                                  f"optimize the leaf tensors instead")
             if p in owners:
-                raise ValueError(f"{where}parameter {j} (shape {p.shape}) appears more than once "
+                raise ArgumentError(f"{where}parameter {j} (shape {p.shape}) appears more than once "
                                  f"(already in param group {owners[p]})")
             owners[p] = index
         checked = self._checked_options({**self.defaults, **group}, where)
@@ -270,10 +231,31 @@ class Optimizer:
                     # A fresh tensor, not zeroing in place: grads may be shared or read-only.
                     p.grad = None if set_to_none else Tensor._make(p.backend.xp.zeros_like(p.data), p.backend)
 
+    @property
+    def nonfinite(self):
+        """What ``step()`` does when a gradient holds NaN or infinity: ``"raise"`` (the default) a
+        ``NonFiniteError`` naming the parameters, or ``"skip"`` the whole step (nothing changes,
+        ``skipped_steps`` counts it; as AMP's GradScaler does). Set it after construction:
+        ``optimizer.nonfinite = "skip"``."""
+        return self.__dict__.get("_nonfinite", "raise")
+
+    @nonfinite.setter
+    def nonfinite(self, policy):
+        self._nonfinite = check.choice(f"{type(self).__name__}.nonfinite", policy, NONFINITE_POLICIES)
+
+    skipped_steps = 0     # steps skipped for non-finite gradients (nonfinite="skip")
+
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns ``closure()`` if given.
 
         ``closure`` (recomputes the loss and calls backward) runs with gradients enabled.
+
+        Every gradient is checked first, before any hook, update or state change: its shape, dtype
+        and device must be the parameter's (``ShapeError``, ``DTypeError``, ``DeviceError``) and its
+        values finite (``NonFiniteError``, or a skipped step: see ``nonfinite``). The finiteness
+        check is one reduction per gradient, combined on the device, and one read of a single flag
+        per step (the step's only device synchronisation). Each updated parameter's version is
+        bumped once (``Tensor._bump_version``), after the post hooks.
         """
         loss = None
         if closure is not None:
@@ -281,12 +263,57 @@ class Optimizer:
                 loss = closure()
         with no_grad():
             active = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+            if not self._gradients_ok():
+                self.skipped_steps += 1
+                return loss
             self._run_hooks(self._pre_hooks, active)
             for group, params in zip(self.param_groups, active):
                 for p in params:
                     self._update(p, p.grad.data, self.state.setdefault(p, {}), group)
             self._run_hooks(self._post_hooks, active)
+            for params in active:           # the one place the in-place updates are recorded
+                for p in params:
+                    p._bump_version()
         return loss
+
+    # -- gradient checks (before anything changes) ---------------------------------------------------
+    @staticmethod
+    def _label(group_index, j, p):
+        name = f" ({p.name!r})" if getattr(p, "name", None) else ""
+        return f"param group {group_index}, parameter {j}{name}"
+
+    def _gradients_ok(self):
+        """Raise for a gradient that does not fit its parameter; False when one is non-finite and
+        ``nonfinite == "skip"``, else True."""
+        where = f"{type(self).__name__}.step"
+        with_grad = [(i, j, p) for i, group in enumerate(self.param_groups)
+                     for j, p in enumerate(group["params"]) if p.grad is not None]
+        finite = {}           # backend -> one 0-d "all finite" flag per gradient, left on the device
+        for i, j, p in with_grad:
+            g, label = p.grad, self._label(i, j, p)
+            if not isinstance(g, Tensor):
+                raise ArgumentTypeError(f"{where}: {label}: the gradient is a {type(g).__name__}, expected a Tensor")
+            if g.backend is not p.backend:
+                raise DeviceError(f"{where}: {label}: the gradient is on {g.backend.device_name}, the parameter "
+                                  f"on {p.backend.device_name}")
+            if g.shape != p.shape:
+                raise ShapeError(f"{where}: {label}: the gradient has shape {g.shape}, the parameter {p.shape}")
+            if g.dtype != p.dtype:
+                raise DTypeError(f"{where}: {label}: the gradient has dtype {g.dtype}, the parameter {p.dtype}")
+            xp = p.backend.xp
+            finite.setdefault(p.backend, []).append(xp.all(xp.isfinite(g.data)))
+        for backend, flags in finite.items():
+            xp = backend.xp
+            if bool(backend.to_numpy(xp.all(xp.stack(flags)))):       # the one read per step
+                continue
+            if self.nonfinite == "skip":
+                return False
+            bad = [self._label(i, j, p) for i, j, p in with_grad if p.backend is backend
+                   and not bool(backend.to_numpy(xp.all(xp.isfinite(p.grad.data))))]
+            raise NonFiniteError(f"{where}: NaN or infinite gradient for {'; '.join(bad)}; nothing was updated "
+                                 f"(lower the learning rate, clip gradients, check the loss and the data, or set "
+                                 f"optimizer.nonfinite = 'skip' to skip such steps)")
+        return True
 
     def _run_hooks(self, hooks, active):
         for hook in hooks:
@@ -306,7 +333,8 @@ class Optimizer:
 
     # -- state dicts -----------------------------------------------------------------------------
     def state_dict(self):
-        """``{"state": {index: {name: ndarray or int}}, "param_groups": [{options, "params": [index]}]}``.
+        """``{"optimizer": class name, "options": [option names], "state": {index: {name: ndarray or
+        int}}, "param_groups": [{options, "params": [index]}]}``.
 
         Parameters are numbered in group order. Only NumPy arrays (host copies), Python numbers,
         strings, tuples, lists and dicts, so it can be flattened into an .npz file.
@@ -322,23 +350,49 @@ class Optimizer:
             if self.state.get(p):
                 state[i] = {name: np.array(p.backend.to_numpy(value)) if name in self._array_state else value
                             for name, value in self.state[p].items()}
-        return {"state": state, "param_groups": groups}
+        return {"optimizer": type(self).__name__, "options": list(self._checks), "state": state,
+                "param_groups": groups}
 
     def load_state_dict(self, state_dict):
         """Restore ``state_dict()`` output (also after an .npz round trip: numbers may come back as
-        0-d arrays, tuples as arrays, keys as strings). Every mismatch is reported in one ValueError,
-        raised before anything changes; arrays go to each parameter's device and dtype."""
-        errors = []
+        0-d arrays, tuples as arrays, keys as strings). It must come from the same optimizer class
+        with the same options; every mismatch is reported in one ``CheckpointError``, raised before
+        anything changes; arrays go to each parameter's device and dtype."""
+        self._prepared_load(state_dict)()
+
+    def _prepared_load(self, state_dict):
+        """Validate ``state_dict`` fully and return a function that assigns it (and cannot fail), so
+        ``minireg.load`` can check a model, an optimizer and schedulers before changing any."""
+        name = type(self).__name__
         try:
+            saved_class, saved_options = state_dict["optimizer"], state_dict["options"]
             saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
-        except (KeyError, TypeError):
-            raise ValueError("a state dict needs the entries 'state' and 'param_groups'") from None
+        except (KeyError, TypeError, IndexError):
+            raise CheckpointError(f"cannot load into {name}: an optimizer state dict needs the entries "
+                                  f"'optimizer', 'options', 'state' and 'param_groups'") from None
+        if saved_class != name:
+            raise CheckpointError(f"cannot load a state dict of {saved_class!r} into {name}: the optimizer "
+                                  f"classes differ")
+        try:
+            saved_options = sorted(map(str, saved_options))
+        except TypeError:
+            raise CheckpointError(f"cannot load into {name}: 'options' must be a list of names, "
+                                  f"got {saved_options!r}") from None
+        if saved_options != sorted(self._checks):
+            raise CheckpointError(f"cannot load into {name}: the state dict has the options {saved_options}, "
+                                  f"this optimizer {sorted(self._checks)}")
+        if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
+            raise CheckpointError(f"cannot load into {name}: 'param_groups' must be a list and 'state' a dict")
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state dict has {len(saved_groups)} param groups, this optimizer has "
-                             f"{len(self.param_groups)}")
+            raise CheckpointError(f"cannot load into {name}: the state dict has {len(saved_groups)} param groups, "
+                                  f"this optimizer has {len(self.param_groups)}")
+        errors = []
         params_of = {}        # saved index -> current parameter
         new_groups = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, dict):
+                errors.append(f"param group {i} must be a dict, got {type(saved).__name__}")
+                continue
             indices = [_index(k) for k in saved.get("params", ())]
             if None in indices:
                 errors.append(f"param group {i}: 'params' must be a list of integer indices, "
@@ -348,6 +402,9 @@ class Optimizer:
                               f"{len(group['params'])} here")
             else:
                 params_of.update(zip(indices, group["params"]))
+            missing = [key for key in self._checks if key not in saved]
+            if missing:
+                errors.append(f"param group {i} lacks the options {missing}")
             options = {key: value for key, value in saved.items() if key != "params"}
             try:
                 new_groups.append(self._checked_options({**group, **options}, f"param group {i}: "))
@@ -358,17 +415,22 @@ class Optimizer:
             p = params_of.get(_index(key))
             if p is None:
                 errors.append(f"state for parameter {key} which no param group lists")
-                continue
-            new_state[p] = self._checked_state(p, key, entries, errors)
+            elif not isinstance(entries, dict):
+                errors.append(f"state of parameter {key} must be a dict, got {type(entries).__name__}")
+            else:
+                new_state[p] = self._checked_state(p, key, entries, errors)
         if errors:
-            raise ValueError(f"cannot load the state dict into {type(self).__name__}:\n  - " + "\n  - ".join(errors))
-        for group, new in zip(self.param_groups, new_groups):
-            params = group["params"]
-            group.clear()
-            group.update(new, params=params)
-        self.state = {p: {name: p.backend.from_numpy(value) if name in self._array_state else value
-                          for name, value in entries.items()}
-                      for p, entries in new_state.items()}
+            raise CheckpointError(f"cannot load the state dict into {name}:\n  - " + "\n  - ".join(errors))
+
+        def assign():
+            for group, new in zip(self.param_groups, new_groups):
+                params = group["params"]
+                group.clear()
+                group.update(new, params=params)
+            self.state = {p: {entry: p.backend.from_numpy(value) if entry in self._array_state else value
+                              for entry, value in entries.items()}
+                          for p, entries in new_state.items()}
+        return assign
 
     def _checked_state(self, p, key, entries, errors):
         """Host copies of one parameter's saved state, converted to p's dtype; problems go to ``errors``."""
@@ -388,6 +450,8 @@ class Optimizer:
                     continue
                 if out[name].shape != p.shape:
                     errors.append(f"{where} has shape {out[name].shape}, the parameter has {p.shape}")
+                elif not np.isfinite(out[name]).all():
+                    errors.append(f"{where} holds NaN or infinite values")
             else:
                 errors.append(f"{where} is not a state entry of {type(self).__name__} (it keeps "
                               f"{', '.join(self._count_state + self._array_state)})")

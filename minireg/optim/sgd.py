@@ -1,4 +1,5 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and coupled weight decay."""
+from minireg.errors import ArgumentError
 from minireg.optim.optimizer import Optimizer, flag, nonnegative
 
 
@@ -20,7 +21,7 @@ class SGD(Optimizer):
 
     def _check_group(self, group):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(f"nesterov=True needs momentum > 0 and dampening == 0, got "
+            raise ArgumentError(f"nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def _update(self, p, g, state, group):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import minireg as mr
+from minireg.errors import (ArgumentError, ArgumentTypeError, CheckpointError, DeviceError, DTypeError,
+                            NonFiniteError, ShapeError)
 from minireg.nn import Parameter
 from minireg.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 
@@ -222,54 +224,60 @@ def test_generator_of_parameters_is_materialised():
 
 # -- validation -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls, options, error, match", [
-    (SGD, dict(lr=-0.1), ValueError, "SGD: lr must be >= 0, got -0.1"),
-    (SGD, dict(lr=0.1, momentum=-0.9), ValueError, "momentum must be >= 0"),
-    (SGD, dict(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
-    (SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), ValueError, "dampening == 0"),
-    (SGD, dict(lr=0.1, mommentum=0.9), TypeError, "unknown option 'mommentum' .did you mean 'momentum'"),
-    (Adam, dict(lr=float("nan")), ValueError, "lr must be finite"),
-    (Adam, dict(lr="0.1"), TypeError, "lr must be a number"),
-    (Adam, dict(betas=(0.9, 1.0)), ValueError, r"betas\[1\] must be in \[0, 1\), got 1.0"),
-    (Adam, dict(betas=(-0.1, 0.9)), ValueError, r"betas\[0\] must be in \[0, 1\)"),
-    (Adam, dict(betas=0.9), TypeError, "betas must be a pair"),
-    (Adam, dict(eps=0.0), ValueError, "eps must be > 0"),
-    (Adam, dict(amsgrad=1), TypeError, "amsgrad must be True or False"),
-    (Adam, dict(weight_dacay=0.1), TypeError, "did you mean 'weight_decay'"),
-    (AdamW, dict(weight_decay=-1e-2), ValueError, "weight_decay must be >= 0"),
-    (RMSprop, dict(alpha=1.5), ValueError, r"alpha must be in \[0, 1\)"),
-    (RMSprop, dict(momentum=-0.1), ValueError, "momentum must be >= 0"),
-    (RMSprop, dict(eps=-1e-8), ValueError, "eps must be > 0"),
-    (Adagrad, dict(lr_decay=-1.0), ValueError, "lr_decay must be >= 0"),
-    (Adagrad, dict(initial_accumulator_value=-1.0), ValueError, "initial_accumulator_value must be >= 0"),
-    (Adagrad, dict(eps=0.0), ValueError, "eps must be > 0"),
+    (SGD, dict(lr=-0.1), ArgumentError, "SGD: lr must be >= 0, got -0.1"),
+    (SGD, dict(lr=0.1, momentum=-0.9), ArgumentError, "momentum must be >= 0"),
+    (SGD, dict(lr=0.1, nesterov=True), ArgumentError, "nesterov=True needs momentum > 0"),
+    (SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), ArgumentError, "dampening == 0"),
+    (SGD, dict(lr=0.1, mommentum=0.9), ArgumentTypeError, "unknown option 'mommentum' .did you mean 'momentum'"),
+    (Adam, dict(lr=float("nan")), ArgumentError, "lr must be finite"),
+    (Adam, dict(lr="0.1"), ArgumentTypeError, "lr must be a real number"),
+    (Adam, dict(betas=(0.9, 1.0)), ArgumentError, r"betas\[1\] must be in \[0, 1\), got 1.0"),
+    (Adam, dict(betas=(-0.1, 0.9)), ArgumentError, r"betas\[0\] must be in \[0, 1\)"),
+    (Adam, dict(betas=(1.0, 0.9)), ArgumentError, r"Adam: betas\[0\] must be in \[0, 1\), got 1.0"),
+    (Adam, dict(betas=0.9), ArgumentTypeError, "betas must be a pair"),
+    (Adam, dict(eps=0.0), ArgumentError, "eps must be > 0"),
+    (Adam, dict(amsgrad=1), ArgumentTypeError, "amsgrad must be True or False"),
+    (Adam, dict(weight_dacay=0.1), ArgumentTypeError, "did you mean 'weight_decay'"),
+    (AdamW, dict(weight_decay=-1e-2), ArgumentError, "weight_decay must be >= 0"),
+    (RMSprop, dict(alpha=1.5), ArgumentError, r"alpha must be in \[0, 1\)"),
+    (RMSprop, dict(momentum=-0.1), ArgumentError, "momentum must be >= 0"),
+    (RMSprop, dict(eps=-1e-8), ArgumentError, "eps must be > 0"),
+    (Adagrad, dict(lr_decay=-1.0), ArgumentError, "lr_decay must be >= 0"),
+    (Adagrad, dict(initial_accumulator_value=-1.0), ArgumentError, "initial_accumulator_value must be >= 0"),
+    (Adagrad, dict(eps=0.0), ArgumentError, "eps must be > 0"),
 ])
 def test_invalid_options_raise(cls, options, error, match):
     with pytest.raises(error, match=match):
         cls(make_params(), **options)
 
 
+def test_numpy_scalars_are_numbers():
+    opt = Adam(make_params(), lr=np.float32(0.5), betas=(np.float64(0.5), np.float32(0.25)), amsgrad=np.bool_(True))
+    assert opt.defaults["lr"] == 0.5 and opt.defaults["betas"] == (0.5, 0.25) and opt.defaults["amsgrad"] is True
+
+
 def test_invalid_options_in_a_param_group_name_the_group():
     w, b = make_params()
-    with pytest.raises(ValueError, match="param group 1: lr must be >= 0"):
+    with pytest.raises(ArgumentError, match="param group 1: lr must be >= 0"):
         SGD([{"params": [w]}, {"params": [b], "lr": -1.0}], lr=0.1)
-    with pytest.raises(ValueError, match="param group 0: unknown option 'weight_dacay'"):
+    with pytest.raises(ArgumentError, match="param group 0: unknown option 'weight_dacay'"):
         SGD([{"params": [w], "weight_dacay": 0.0}], lr=0.1)
     opt = SGD([{"params": [w], "name": "weights"}], lr=0.1)     # other extra keys are kept
     assert opt.param_groups[0]["name"] == "weights"
 
 
 @pytest.mark.parametrize("make, error, match", [
-    (lambda w, b: [], ValueError, "empty parameter list"),
-    (lambda w, b: (p for p in []), ValueError, "empty parameter list"),
-    (lambda w, b: [w, b, w], ValueError, r"parameter 2 \(shape \(3, 4\)\) appears more than once"),
-    (lambda w, b: [{"params": [w]}, {"params": [b, w]}], ValueError, "already in param group 0"),
-    (lambda w, b: [w, mr.tensor(np.ones(2))], ValueError, "parameter 1 .* does not require grad"),
-    (lambda w, b: [w * 2.0], ValueError, "not a leaf"),
-    (lambda w, b: [w, np.ones(2)], TypeError, "parameter 1 is a ndarray"),
-    (lambda w, b: {w, b}, TypeError, "not a set"),
-    (lambda w, b: [w, {"params": [b]}], TypeError, "not a mix"),
-    (lambda w, b: [{"lr": 0.1}], ValueError, "param group 0: has no 'params' entry"),
-    (lambda w, b: 3, TypeError, "iterable of Tensors"),
+    (lambda w, b: [], ArgumentError, "empty parameter list"),
+    (lambda w, b: (p for p in []), ArgumentError, "empty parameter list"),
+    (lambda w, b: [w, b, w], ArgumentError, r"parameter 2 \(shape \(3, 4\)\) appears more than once"),
+    (lambda w, b: [{"params": [w]}, {"params": [b, w]}], ArgumentError, "already in param group 0"),
+    (lambda w, b: [w, mr.tensor(np.ones(2))], ArgumentError, "parameter 1 .* does not require grad"),
+    (lambda w, b: [w * 2.0], ArgumentError, "not a leaf"),
+    (lambda w, b: [w, np.ones(2)], ArgumentTypeError, "parameter 1 is a ndarray"),
+    (lambda w, b: {w, b}, ArgumentTypeError, "not a set"),
+    (lambda w, b: [w, {"params": [b]}], ArgumentTypeError, "not a mix"),
+    (lambda w, b: [{"lr": 0.1}], ArgumentError, "param group 0: has no 'params' entry"),
+    (lambda w, b: 3, ArgumentTypeError, "iterable of Tensors"),
 ])
 def test_invalid_params_raise(make, error, match):
     w, b = make_params()
@@ -280,9 +288,9 @@ def test_invalid_params_raise(make, error, match):
 def test_add_param_group_validates_before_adding():
     w, b = make_params()
     opt = Adam([w], lr=0.1, weight_decay=0.2)
-    with pytest.raises(ValueError, match="already in param group 0"):
+    with pytest.raises(ArgumentError, match="already in param group 0"):
         opt.add_param_group({"params": [b, w]})
-    with pytest.raises(ValueError, match="eps must be > 0"):
+    with pytest.raises(ArgumentError, match="eps must be > 0"):
         opt.add_param_group({"params": [b], "eps": 0.0})
     assert len(opt.param_groups) == 1
     opt.add_param_group({"params": b, "lr": 0.5})
@@ -306,12 +314,16 @@ def npz_round_trip(sd):
     """Through an .npz file, the way a checkpoint stores it: every leaf becomes an array."""
     flat = {f"param_groups/{i}/{k}": np.asarray(v) for i, g in enumerate(sd["param_groups"]) for k, v in g.items()}
     flat.update({f"state/{i}/{k}": np.asarray(v) for i, entries in sd["state"].items() for k, v in entries.items()})
+    flat.update(optimizer=np.asarray(sd["optimizer"]), options=np.asarray(sd["options"]))
     buffer = io.BytesIO()
     np.savez(buffer, **flat)
     buffer.seek(0)
     out = {"state": {}, "param_groups": [{} for _ in sd["param_groups"]]}
     with np.load(buffer) as data:
+        out.update(optimizer=str(data["optimizer"]), options=list(data["options"]))
         for key in data.files:
+            if "/" not in key:
+                continue
             part, index, name = key.split("/")
             target = out["param_groups"][int(index)] if part == "param_groups" else out["state"].setdefault(index, {})
             target[name] = data[key]
@@ -362,7 +374,12 @@ def snapshot(opt):
 
 
 @pytest.mark.parametrize("corrupt, match", [
-    (lambda sd: sd.pop("state"), "needs the entries 'state' and 'param_groups'"),
+    (lambda sd: sd.pop("state"), "needs the entries 'optimizer', 'options', 'state' and 'param_groups'"),
+    (lambda sd: sd.update(optimizer="AdamW"), "cannot load a state dict of 'AdamW' into Adam"),
+    (lambda sd: sd.update(options=["lr", "momentum"]), r"has the options \['lr', 'momentum'\]"),
+    (lambda sd: sd["param_groups"][1].pop("eps"), r"param group 1 lacks the options \['eps'\]"),
+    (lambda sd: sd["state"][0].update(exp_avg=np.full((3, 4), np.nan)), "'exp_avg'.* holds NaN"),
+    (lambda sd: sd["state"][0].update(exp_avg=np.array([["x"] * 4] * 3)), "'exp_avg'.* must be an array"),
     (lambda sd: sd["param_groups"].pop(), "1 param groups, this optimizer has 2"),
     (lambda sd: sd["param_groups"][1].update(params=[1, 2]), "param group 1 has 2 params in the state dict, 1 here"),
     (lambda sd: sd["param_groups"][0].update(params=["x"]), "must be a list of integer indices"),
@@ -381,7 +398,7 @@ def test_invalid_state_dict_raises_before_changing_anything(corrupt, match):
     before = snapshot(opt)
     sd = opt.state_dict()
     corrupt(sd)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(CheckpointError, match=match):
         opt.load_state_dict(sd)
     after = snapshot(opt)
     assert after[0] == before[0]
@@ -442,3 +459,122 @@ def test_step_stays_on_the_parameters_device(backend, cls, options):
         np.testing.assert_allclose(g, e, rtol=1e-11)
     opt.load_state_dict(opt.state_dict())
     assert all(backend.owns(v) for p in params for k, v in opt.state.get(p, {}).items() if k in opt._array_state)
+
+
+# -- gradients are checked before anything changes (issue 9, items 10 and 12) ---------------------
+class Recorder:
+    """A post hook that counts its calls (it must not run when step() refuses the gradients)."""
+    timing, stage, name = "post", "constraint", "recorder"
+
+    def __init__(self):
+        self.calls = 0
+
+    def hook(self, optimizer, group, params):
+        self.calls += 1
+
+
+def frozen(opt, params):
+    """Everything a failed step must leave alone: values, versions, optimizer state, counters."""
+    return ([p.numpy().copy() for p in params], [p._version for p in params], snapshot(opt),
+            opt.skipped_steps)
+
+
+def assert_same(before, after):
+    (values0, versions0, (groups0, state0), skipped0), (values1, versions1, (groups1, state1), skipped1) = before, after
+    for v0, v1 in zip(values0, values1):
+        np.testing.assert_array_equal(v0, v1)
+    assert versions0 == versions1 and groups0 == groups1 and skipped0 == skipped1
+    assert state0.keys() == state1.keys()
+    for i in state0:
+        for k in state0[i]:
+            np.testing.assert_array_equal(state0[i][k], state1[i][k])
+
+
+def foreign_grad(p):
+    from minireg.testing.devices import fake_device
+    return mr.Tensor(fake_device().asarray(np.zeros(p.shape)))
+
+
+BAD_GRADS = [
+    (lambda p: mr.Tensor(np.zeros((2,) + p.shape)), ShapeError, r"the gradient has shape \(2, 4\), the parameter \(4,\)"),
+    (lambda p: mr.Tensor(np.zeros(p.shape, np.float32)), DTypeError, "the gradient has dtype float32, the parameter float64"),
+    (foreign_grad, DeviceError, "the gradient is on fake:device1, the parameter on cpu"),
+    (lambda p: mr.Tensor(np.array([0.0, np.nan, 1.0, 0.0])), NonFiniteError, "NaN or infinite gradient for param group 1, parameter 0"),
+    (lambda p: mr.Tensor(np.array([0.0, -np.inf, 1.0, 0.0])), NonFiniteError, "nothing was updated"),
+    (lambda p: np.zeros(p.shape), ArgumentTypeError, "the gradient is a ndarray, expected a Tensor"),
+]
+
+
+@pytest.mark.parametrize("bad, error, match", BAD_GRADS, ids=lambda v: getattr(v, "__name__", None))
+@pytest.mark.parametrize("cls", [SGD, Adam, RMSprop, Adagrad])
+def test_a_bad_gradient_on_the_second_parameter_changes_nothing(cls, bad, error, match):
+    params = make_params()
+    opt = two_group_optimizer(cls, dict(lr=0.1), params)
+    recorder = opt.add_hook(Recorder())
+    run(opt, params, 2)                       # state and step counters exist
+    calls = recorder.calls
+    before = frozen(opt, params)
+    set_grads(params)
+    params[1].grad = bad(params[1])
+    with pytest.raises(error, match=match):
+        opt.step()
+    assert_same(before, frozen(opt, params))
+    assert recorder.calls == calls
+
+
+def test_gradient_errors_name_the_group_index_and_parameter_name():
+    w, b = Parameter(np.ones(3)), Parameter(np.ones(2))
+    b.name = "fc.bias"
+    opt = SGD([{"params": [w]}, {"params": [b]}], lr=0.1)
+    w.grad, b.grad = mr.Tensor(np.ones(3)), mr.Tensor(np.ones(3))
+    with pytest.raises(ShapeError, match=r"SGD.step: param group 1, parameter 0 \('fc.bias'\): the gradient has "
+                                         r"shape \(3,\), the parameter \(2,\)"):
+        opt.step()
+
+
+def test_a_nan_gradient_with_a_finite_loss_never_reaches_the_weights():
+    w = Parameter(np.array([1.0, 2.0]))
+    opt = Adam([w], lr=0.1)
+    loss = mr.sqrt(w * w - mr.tensor([1.0, 0.0])).sum()    # sqrt(0) = 0 is finite, its gradient is not
+    assert np.isfinite(loss.item())
+    loss.backward()
+    with pytest.raises(NonFiniteError, match="parameter 0"):
+        opt.step()
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    assert opt.state == {}
+
+
+def test_nonfinite_skip_skips_the_whole_step_and_counts_it():
+    params = make_params()
+    opt = two_group_optimizer(Adam, dict(lr=0.1), params)
+    opt.nonfinite = "skip"
+    run(opt, params, 1)
+    before = frozen(opt, params)
+    set_grads(params)
+    params[0].grad = mr.Tensor(np.full(params[0].shape, np.inf))
+    opt.step()
+    assert opt.skipped_steps == 1
+    assert_same((*before[:3], 0), (*frozen(opt, params)[:3], 0))
+    run(opt, params, 1)                       # finite gradients step again
+    assert opt.state[params[0]]["step"] == 2 and opt.skipped_steps == 1
+    with pytest.raises(ArgumentError, match="nonfinite must be one of 'raise', 'skip'"):
+        opt.nonfinite = "ignore"
+
+
+def test_step_bumps_the_version_of_each_updated_parameter_once():
+    params = make_params()
+    opt = SGD(params, lr=0.1)
+    opt.add_hook(Recorder())
+    set_grads(params)
+    params[1].grad = None                     # no gradient: not updated, version unchanged
+    opt.step()
+    assert [p._version for p in params] == [1, 0]
+
+
+def test_the_finiteness_check_stays_on_the_device(backend):
+    params = make_params(on=backend)
+    opt = Adam(params, lr=0.1)
+    run(opt, params, 1)
+    params[0].grad = mr.Tensor(backend.asarray(np.full(params[0].shape, np.nan)))
+    with pytest.raises(NonFiniteError):
+        opt.step()
