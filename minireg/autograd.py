@@ -70,7 +70,8 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                 raise GraphError("backward through a graph that was already freed: pass retain_graph=True "
                                  "to the first backward if you need to go through the graph twice")
             gy = grads[id(fn)] if id(fn) in keep else grads.pop(id(fn))
-            for x, gx in zip(fn.inputs, fn.backward(gy)):
+            fn.check_saved_versions()
+            for x, gx in zip(fn.inputs, fn.check_gradients(fn.backward(gy))):
                 if gx is None or not x.requires_grad:
                     continue
                 if gx.data.shape != x.data.shape:

@@ -1,23 +1,31 @@
 """The Function base class: one subclass per op.
 
 ``forward`` works on raw backend arrays; ``backward`` receives the output's gradient as a Tensor and
-returns one Tensor (or None) per input, written with differentiable ops, so that a gradient can be
-differentiated again. Everything ops have in common lives here, once: device checks, graph
-recording, and reducing a gradient over broadcast axes (done by the backward pass, see autograd).
+returns a tuple with one Tensor (or None) per input, written with differentiable ops, so that a
+gradient can be differentiated again. Everything ops have in common lives here, once: device checks,
+graph recording, version checks of saved tensors, and reducing a gradient over broadcast axes (done
+by the backward pass, see autograd).
+
+``saves`` declares what ``backward`` reads: None (the default) means every input and the output;
+otherwise a tuple of input positions, plus ``"output"`` when it reads ``self.output``. The versions
+of those tensors are recorded when the op runs, and backward raises a GraphError if one of them was
+changed in place since (PyTorch's version counters). Ops that read only shapes save ``()``.
 """
 import weakref
 
 import numpy as np
 
 from minireg._config import _grad_enabled
-from minireg.errors import DeviceError, ShapeError
+from minireg.errors import DeviceError, GraphError, ShapeError
 from minireg.tensor import Tensor
 
 
 class Function:
     inputs = None          # the input Tensors, kept only while the op is part of a live graph
     generation = 0         # longest path from a leaf: backward visits ops in decreasing order
+    saves = None           # what backward reads: None (everything) or input positions and "output"
     _output_ref = None
+    _versions = ()
 
     def __call__(self, *inputs):
         backend = inputs[0].backend
@@ -48,6 +56,7 @@ class Function:
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
+            self._versions = tuple(x._version for x in inputs)
             self.generation = generation
             out.generation = generation + 1
             self._output_ref = weakref.ref(out)
@@ -63,6 +72,32 @@ class Function:
 
     def backward(self, gy):
         raise NotImplementedError
+
+    def check_saved_versions(self):
+        """Raise a GraphError if a tensor that backward reads was changed in place since forward."""
+        saved = (*range(len(self.inputs)), "output") if self.saves is None else self.saves
+        for i in saved:
+            t, recorded = (self.output, 0) if i == "output" else (self.inputs[i], self._versions[i])
+            if t._version != recorded:
+                what = "its output" if i == "output" else f"input {i}"
+                label = f" {t.name!r}" if t.name else ""
+                raise GraphError(
+                    f"{type(self).__name__}: {what}, the tensor{label} of shape {tuple(t.shape)}, was modified in "
+                    f"place after {type(self).__name__} saved it for backward (version {recorded} when saved, "
+                    f"{t._version} now); change tensors only after backward (e.g. optimizer.step() after "
+                    f"loss.backward()), or compute on a copy")
+
+    def check_gradients(self, grads):
+        """``grads`` as returned by backward must be a tuple with one Tensor or None per input."""
+        n = len(self.inputs)
+        if not isinstance(grads, (tuple, list)) or len(grads) != n or not all(
+                g is None or isinstance(g, Tensor) for g in grads):
+            got = (f"a {type(grads).__name__}" if not isinstance(grads, (tuple, list)) else
+                   f"{len(grads)} items of types {', '.join(type(g).__name__ for g in grads)}")
+            raise GraphError(f"{type(self).__name__}.backward must return a tuple with one Tensor or None per "
+                             f"input ({n} here, e.g. ``return (gx,)`` for one input; use self.const(array) "
+                             f"to wrap a raw array), got {got}")
+        return grads
 
     def const(self, array):
         """Wrap a raw array computed in backward as a constant (non-differentiable) Tensor."""

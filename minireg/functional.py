@@ -41,16 +41,19 @@ def _keepdims_shape(shape, axes):
 
 # ==== arithmetic ===================================================================================
 class Add(Function):
+    saves = ()
     def forward(self, a, b): return a + b
     def backward(self, gy): return gy, gy
 
 
 class Sub(Function):
+    saves = ()
     def forward(self, a, b): return a - b
     def backward(self, gy): return gy, -gy
 
 
 class Mul(Function):
+    saves = (0, 1)
     def forward(self, a, b): return a * b
 
     def backward(self, gy):
@@ -59,6 +62,7 @@ class Mul(Function):
 
 
 class Div(Function):
+    saves = (0, 1)
     def forward(self, a, b): return a / b
 
     def backward(self, gy):
@@ -68,11 +72,13 @@ class Div(Function):
 
 
 class Neg(Function):
+    saves = ()
     def forward(self, a): return -a
     def backward(self, gy): return (-gy,)
 
 
 class Pow(Function):
+    saves = (0, 1, "output")
     def forward(self, a, b): return self.xp.pow(a, b)
 
     def backward(self, gy):
@@ -83,31 +89,38 @@ class Pow(Function):
 
 
 class Exp(Function):
+    saves = ("output",)
     def forward(self, a): return self.xp.exp(a)
     def backward(self, gy): return (gy * self.output,)
 
 
 class Log(Function):
+    saves = (0,)
     def forward(self, a): return self.xp.log(a)
     def backward(self, gy): return (gy / self.inputs[0],)
 
 
 class Sqrt(Function):
+    saves = ("output",)
     def forward(self, a): return self.xp.sqrt(a)
     def backward(self, gy): return (gy * 0.5 / self.output,)
 
 
 class Abs(Function):
+    saves = (0,)
     def forward(self, a): return self.xp.abs(a)
     def backward(self, gy): return (gy * sign(self.inputs[0]),)
 
 
 class Sign(Function):
+    saves = ()
     def forward(self, a): return self.xp.sign(a)
     def backward(self, gy): return (self.const(self.xp.zeros_like(gy.data)),)
 
 
 class Clip(Function):
+    saves = (0,)
+
     def __init__(self, lo, hi):
         self.lo, self.hi = lo, hi
 
@@ -124,6 +137,7 @@ class Clip(Function):
 
 
 class Maximum(Function):
+    saves = (0, 1)
     sign = 1
 
     def forward(self, a, b): return self.xp.maximum(a, b) if self.sign > 0 else self.xp.minimum(a, b)
@@ -143,6 +157,8 @@ class Minimum(Maximum):
 
 
 class Where(Function):
+    saves = ()
+
     def __init__(self, condition):
         self.condition = condition
 
@@ -198,6 +214,7 @@ def compare(a, b, op):
 
 # ==== matmul =======================================================================================
 class MatMul(Function):
+    saves = (0, 1)
     def forward(self, a, b):
         if a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
@@ -228,6 +245,8 @@ def matmul(a, b):
 
 # ==== reductions ===================================================================================
 class Sum(Function):
+    saves = ()
+
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
 
@@ -244,6 +263,7 @@ class Sum(Function):
 
 class Max(Function):
     """Max over axes; the gradient is shared evenly by tied maxima (minimum-norm subgradient)."""
+    saves = (0, "output")
     reduce = "max"
 
     def __init__(self, axis, keepdims):
@@ -299,6 +319,8 @@ def argmin(x, axis=None):
 
 # ==== shape ========================================================================================
 class Reshape(Function):
+    saves = ()
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -307,6 +329,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    saves = ()
+
     def __init__(self, axes):
         self.axes = axes
 
@@ -326,6 +350,8 @@ class Transpose(Function):
 
 
 class BroadcastTo(Function):
+    saves = ()
+
     def __init__(self, shape):
         self.shape = tuple(shape)
 
@@ -335,6 +361,9 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum a broadcast array back down to ``shape`` (the adjoint of broadcast_to)."""
+
+    saves = ()
+    saves = (0, "output")
 
     def __init__(self, shape):
         self.shape = tuple(shape)
@@ -349,6 +378,8 @@ class SumTo(Function):
 
 
 class Cast(Function):
+    saves = ()
+
     def __init__(self, dtype):
         self.dtype = dtype
 
@@ -414,6 +445,8 @@ def expand_dims(x, axis):
 
 # ==== indexing, joining, padding ===================================================================
 class GetItem(Function):
+    saves = ()
+
     def __init__(self, index):
         self.index = index
 
@@ -426,6 +459,8 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """zeros(shape) with ``gy`` added at ``index``; repeated indices accumulate (getitem's adjoint)."""
+
+    saves = ()
 
     def __init__(self, index, shape):
         self.index, self.shape = index, shape
@@ -469,6 +504,8 @@ def getitem(x, index):
 
 
 class Concatenate(Function):
+    saves = ()
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -504,6 +541,8 @@ def stack(tensors, axis=0):
 
 
 class Pad(Function):
+    saves = ()
+
     def __init__(self, pad_width, value):
         self.pad_width, self.value = pad_width, value
 
@@ -529,6 +568,7 @@ def pad(x, pad_width, value=0.0):
 
 # ==== activations ==================================================================================
 class ReLU(Function):
+    saves = (0,)
     def forward(self, a): return self.xp.clip(a, 0, None)
 
     def backward(self, gy):
@@ -537,6 +577,8 @@ class ReLU(Function):
 
 
 class LeakyReLU(Function):
+    saves = (0,)
+
     def __init__(self, negative_slope):
         self.slope = negative_slope
 
@@ -549,6 +591,8 @@ class LeakyReLU(Function):
 
 
 class ELU(Function):
+    saves = (0,)
+
     def __init__(self, alpha):
         self.alpha = alpha
 
@@ -563,6 +607,7 @@ class ELU(Function):
 
 
 class Sigmoid(Function):
+    saves = ("output",)
     def forward(self, a):
         xp = self.xp
         e = xp.exp(-xp.abs(a))                       # never overflows
@@ -574,6 +619,7 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    saves = ("output",)
     def forward(self, a): return self.xp.tanh(a)
 
     def backward(self, gy):
@@ -582,6 +628,7 @@ class Tanh(Function):
 
 
 class Softplus(Function):
+    saves = (0,)
     def forward(self, a):
         xp = self.xp
         return xp.log1p(xp.exp(-xp.abs(a))) + xp.clip(a, 0, None)
@@ -590,6 +637,8 @@ class Softplus(Function):
 
 
 class LogSumExp(Function):
+    saves = (0, "output")
+
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
 
@@ -608,6 +657,8 @@ class LogSumExp(Function):
 
 
 class Softmax(Function):
+    saves = ("output",)
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -622,6 +673,8 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    saves = ("output",)
+
     def __init__(self, axis):
         self.axis = axis
 

@@ -13,6 +13,7 @@ from minireg.tensor import Tensor
 class Linear(Function):
     """y = x W^T (+ b) over the last axis of x. One op rather than matmul(x, W.T): the weight
     gradient gy^T x then comes out contiguous in W's own layout, as the optimizer kernels want."""
+    saves = (0, 1)
 
     def forward(self, x, w, b=None):
         y = self.xp.matmul(x, self.xp.matrix_transpose(w))

@@ -2,11 +2,19 @@
 import numpy as np
 
 from minireg import backend as _backends
-from minireg._config import get_default_dtype
-from minireg.errors import DTypeError, DeviceError, GraphError
+from minireg._config import _grad_enabled, get_default_dtype
+from minireg.errors import DTypeError, DeviceError, GraphError, ShapeError
 
 
 class Tensor:
+    """An array on a backend (``data``), plus what autograd needs.
+
+    In-place writes go through the in-place methods (``copy_``, ``zero_``, ``fill_``, ``add_``,
+    ``sub_``, ``mul_``, ``div_``) or call ``_bump_version()``: each bumps ``_version``, so an op that
+    saved the tensor for backward raises a GraphError instead of computing a wrong gradient. They
+    refuse tensors that require grad while grad mode is on (wrap updates in ``minireg.no_grad()``).
+    Writing ``t.data`` (or into it) directly is the untracked escape hatch: no version bump, no check.
+    """
     # Class-level defaults keep op outputs cheap to create: only data and backend are set per tensor.
     grad = None
     creator = None          # the Function that produced this tensor (None for leaves)
@@ -72,6 +80,36 @@ class Tensor:
         """Record an in-place write to ``data``: ops that saved this tensor for backward then refuse
         to use it. Every in-place write minireg performs calls this; raw ``.data`` writes do not."""
         self._version += 1
+
+    # -- in-place writes: one path (_write) that checks, writes into the existing buffer and bumps ----
+    def _write(self, op, values):
+        if self.requires_grad and _grad_enabled.get():
+            kind = "a leaf" if self.creator is None else "a tensor"
+            raise GraphError(f"{op}: {kind} that requires grad cannot be changed in place while grad mode "
+                             f"is on (the change would not be recorded); do it inside minireg.no_grad()")
+        values = as_tensor(values, like=self).data
+        if not self.backend.is_float(self.dtype) and self.backend.is_float(values.dtype):
+            raise DTypeError(f"{op}: cannot write floating values into a tensor of dtype {self.dtype}")
+        if tuple(values.shape) != self.shape:
+            try:
+                values = self.backend.xp.broadcast_to(values, self.shape)
+            except ValueError as exc:
+                raise ShapeError(f"{op}: values of shape {tuple(values.shape)} do not broadcast to the "
+                                 f"tensor's shape {self.shape}") from exc
+        try:
+            self.data[...] = values
+        except ValueError as exc:   # a read-only view, e.g. from broadcast_to
+            raise GraphError(f"{op}: the tensor's data is read-only ({exc}); write into a copy") from exc
+        self._bump_version()
+        return self
+
+    def copy_(self, src): return self._write("copy_", src)
+    def fill_(self, value): return self._write("fill_", value)
+    def zero_(self): return self._write("zero_", 0)
+    def add_(self, other, alpha=1): return self._write("add_", self.data + as_tensor(other, like=self).data * alpha)
+    def sub_(self, other, alpha=1): return self._write("sub_", self.data - as_tensor(other, like=self).data * alpha)
+    def mul_(self, other): return self._write("mul_", self.data * as_tensor(other, like=self).data)
+    def div_(self, other): return self._write("div_", self.data / as_tensor(other, like=self).data)
 
     def requires_grad_(self, flag=True):
         if flag and not self.backend.is_float(self.dtype):

@@ -78,6 +78,7 @@ def test_memory_stays_flat_over_many_training_like_iterations():
     base = tracemalloc.get_traced_memory()[0]
     for _ in range(10_000):
         step()
+    gc.collect()   # also empties the interpreter's free lists (reusable small tuples), which are no leak
     grown = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     assert grown < 200_000, f"memory grew by {grown} bytes over 10,000 iterations"
@@ -246,3 +247,19 @@ def test_leaf_gradients_stay_private_under_create_graph():
     assert w.grad.requires_grad                       # still differentiable: d/dw sum(2w) = 2
     w.grad.sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [2.0 + 2.0, 4.0 + 2.0])
+
+
+@pytest.mark.parametrize("returned, got", [
+    (lambda self, gy: gy * 2.0, "a Tensor"),                          # a bare Tensor for a one-input op
+    (lambda self, gy: (gy, gy), "2 items"),                            # too many
+    (lambda self, gy: (gy.data * 2.0,), "ndarray"),                    # a raw array
+])
+def test_backward_must_return_one_tensor_or_none_per_input(returned, got):
+    class Double(mr.Function):
+        def forward(self, a): return a * 2.0
+        backward = returned
+
+    x = t64([1.0, 2.0])
+    with pytest.raises(mr.GraphError, match=rf"Double.backward must return a tuple with one Tensor or None per input \(1 here.*got.*{got}"):
+        Double()(x).sum().backward()
+    assert x.grad is None
