@@ -18,7 +18,7 @@ import math
 import operator
 from typing import NamedTuple
 
-from minireg.errors import ShapeError
+from minireg.errors import ArgumentError, ShapeError
 from minireg.function import Function
 from minireg.functional import _t, broadcast_to, matmul, max, mean, reshape, swapaxes, transpose
 
@@ -32,7 +32,7 @@ def pair(value, name, minimum):
     except TypeError:
         values = ()
     if len(values) != 2 or any(v < minimum for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
+        raise ArgumentError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
     return values
 
 

@@ -14,7 +14,7 @@ Differences from PyTorch, on purpose:
 import numpy as np
 
 from minireg import functional as F
-from minireg.errors import DeviceError, ShapeError
+from minireg.errors import ArgumentError, DeviceError, ShapeError
 from minireg.tensor import Tensor, as_tensor, tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -102,15 +102,15 @@ def class_labels(target, num_rows, num_classes, backend, name):
         labels = target if backend.owns(target) else np.asarray(target)
     if not _is_integer(labels.dtype, backend):
         hint = "; for class probabilities pass a float target of shape (N, C)" if labels.ndim == 1 else ""
-        raise ValueError(f"{name}: class labels must be integers, got dtype "
-                         f"{backend.numpy_dtype(labels.dtype)}{hint}")
+        raise ArgumentError(f"{name}: class labels must be integers, got dtype "
+                            f"{backend.numpy_dtype(labels.dtype)}{hint}")
     if tuple(labels.shape) != (num_rows,):
         raise ShapeError(f"{name}: expected {num_rows} labels of shape ({num_rows},), got shape {tuple(labels.shape)}")
     if num_rows:
         low, high = _min_max(labels, backend)
         if low < 0 or high >= num_classes:
-            raise ValueError(f"{name}: label {low if low < 0 else high} is out of range [0, {num_classes}) "
-                             f"for {num_classes} classes")
+            raise ArgumentError(f"{name}: label {low if low < 0 else high} is out of range [0, {num_classes}) "
+                                f"for {num_classes} classes")
     return labels if backend.owns(labels) else backend.asarray(labels)
 
 
