@@ -411,10 +411,13 @@ class Optimizer:
             except (TypeError, ValueError) as exc:
                 errors.append(str(exc))
         new_state = {}
+        # a group whose parameter list does not fit leaves its state unplaced: that is no extra news
+        groups_match = len(params_of) == sum(len(group["params"]) for group in self.param_groups)
         for key, entries in saved_state.items():
             p = params_of.get(_index(key))
             if p is None:
-                errors.append(f"state for parameter {key} which no param group lists")
+                if groups_match:
+                    errors.append(f"state for parameter {key} which no param group lists")
             elif not isinstance(entries, dict):
                 errors.append(f"state of parameter {key} must be a dict, got {type(entries).__name__}")
             else:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import minireg as mr
+from minireg.errors import ArgumentError, ArgumentTypeError, CheckpointError
 from minireg.nn import Parameter
 from minireg.optim import SGD, AdamW
 from minireg.optim.lr_scheduler import (CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, ReduceLROnPlateau,
@@ -53,7 +54,7 @@ def test_lambda_lr_takes_one_function_per_group():
     scheduler.step()
     scheduler.step()
     assert scheduler.get_last_lr() == pytest.approx([BASES[0], BASES[1] * 4])
-    with pytest.raises(ValueError, match="got 3 functions for 2 param groups"):
+    with pytest.raises(ArgumentError, match="got 3 functions for 2 param groups"):
         LambdaLR(opt, [lambda e: 1.0] * 3)
 
 
@@ -77,26 +78,33 @@ def test_any_numeric_option_can_follow_a_schedule():
 
 def test_schedule_needs_a_numeric_option():
     opt = make_optimizer(AdamW)
-    with pytest.raises(ValueError, match="param group 0 has no option 'momentum' to schedule"):
+    with pytest.raises(ArgumentError, match="param group 0 has no option 'momentum' to schedule"):
         StepLR(opt, 2, param_name="momentum")
-    with pytest.raises(TypeError, match="can only schedule a number"):
+    with pytest.raises(ArgumentTypeError, match="can only schedule a number"):
         StepLR(opt, 2, param_name="betas")
 
 
 @pytest.mark.parametrize("make, error, match", [
-    (lambda opt: StepLR(opt, step_size=0), ValueError, "step_size must be an integer >= 1"),
-    (lambda opt: CosineAnnealingLR(opt, T_max=2.5), ValueError, "T_max must be an integer >= 1"),
-    (lambda opt: LinearLR(opt, start_factor=-0.1), ValueError, "start_factor and end_factor must be >= 0"),
-    (lambda opt: SequentialLR(opt, [StepLR(opt, 2), StepLR(opt, 3)], milestones=[]), ValueError,
+    (lambda opt: StepLR(opt, step_size=0), ArgumentError, "step_size must be an integer >= 1"),
+    (lambda opt: CosineAnnealingLR(opt, T_max=2.5), ArgumentTypeError, "CosineAnnealingLR: T_max must be an integer"),
+    (lambda opt: CosineAnnealingLR(opt, T_max=np.int64(0)), ArgumentError, "T_max must be an integer >= 1"),
+    (lambda opt: LinearLR(opt, start_factor=-0.1), ArgumentError, "LinearLR: start_factor must be >= 0, got -0.1"),
+    (lambda opt: SequentialLR(opt, [StepLR(opt, 2), StepLR(opt, 3)], milestones=[]), ArgumentError,
      "2 schedulers need 1 milestones"),
-    (lambda opt: SequentialLR(opt, [], milestones=[]), ValueError, "at least one scheduler"),
-    (lambda opt: SequentialLR(opt, [StepLR(opt, 2), StepLR(make_optimizer(), 3)], milestones=[2]), ValueError,
+    (lambda opt: SequentialLR(opt, [], milestones=[]), ArgumentError, "at least one scheduler"),
+    (lambda opt: SequentialLR(opt, [StepLR(opt, 2), StepLR(make_optimizer(), 3)], milestones=[2]), ArgumentError,
      "same optimizer"),
-    (lambda opt: warmup_cosine(opt, 5, 5), ValueError, "total_steps .5. must exceed warmup_steps"),
-    (lambda opt: ReduceLROnPlateau(opt, factor=1.0), ValueError, r"factor must be in \[0, 1\)"),
-    (lambda opt: ReduceLROnPlateau(opt, mode="lowest"), ValueError, "mode must be 'min' or 'max'"),
-    (lambda opt: ReduceLROnPlateau(opt, min_lr=[0.1]), ValueError, "got 1 min_lr values for 2 param groups"),
-    (lambda opt: StepLR(opt, 2, last_epoch=4), ValueError, "needs 'initial_lr' in every param group"),
+    (lambda opt: warmup_cosine(opt, 5, 5), ArgumentError, "total_steps .5. must exceed warmup_steps"),
+    (lambda opt: ReduceLROnPlateau(opt, factor=1.0), ArgumentError, r"factor must be in \[0, 1\)"),
+    (lambda opt: ReduceLROnPlateau(opt, mode="lowest"), ArgumentError, "mode must be one of 'min', 'max'; got 'lowest'"),
+    (lambda opt: ReduceLROnPlateau(opt, min_lr=[0.1]), ArgumentError, "got 1 min_lr values for 2 param groups"),
+    (lambda opt: StepLR(opt, 2, last_epoch=4), ArgumentError, "needs 'initial_lr' in every param group"),
+    (lambda opt: StepLR(opt, 2, gamma="0.5"), ArgumentTypeError, "StepLR: gamma must be a real number"),
+    (lambda opt: ExponentialLR(opt, gamma=-0.5), ArgumentError, "ExponentialLR: gamma must be >= 0"),
+    (lambda opt: StepLR(opt, 2, last_epoch=-2), ArgumentError, "last_epoch must be an integer >= -1"),
+    (lambda opt: LambdaLR(opt, 0.5), ArgumentTypeError, "lr_lambda 0 must be a function"),
+    (lambda opt: StepLR(None, 2), ArgumentTypeError, "optimizer must be a minireg optimizer"),
+    (lambda opt: ReduceLROnPlateau(opt, patience=-1), ArgumentError, "patience must be an integer >= 0"),
 ])
 def test_invalid_scheduler_arguments_raise(make, error, match):
     with pytest.raises(error, match=match):
@@ -173,13 +181,60 @@ def test_scheduler_state_dict_resumes_the_same_schedule(name):
     assert [advance(resumed, [epoch]) for epoch in range(4, len(PLATEAU_METRICS))] == trace[4:]
 
 
-def test_scheduler_load_state_dict_rejects_other_entries():
-    scheduler = StepLR(make_optimizer(), 2)
-    with pytest.raises(ValueError, match="expected the entries"):
-        scheduler.load_state_dict({"last_epoch": 3})
+@pytest.mark.parametrize("corrupt, match", [
+    (lambda sd: {"last_epoch": 3, "scheduler": "StepLR"}, "expected the entries"),
+    (lambda sd: {**sd, "scheduler": "ExponentialLR"}, "the state dict is of 'ExponentialLR', not StepLR"),
+    (lambda sd: {**sd, "last_epoch": "x"}, "last_epoch must be an integer"),
+    (lambda sd: {**sd, "last_values": [0.1]}, "last_values must be a list of 2 values"),
+    (lambda sd: {**sd, "param_name": "momentum"}, "param_name is 'momentum' in the state dict, 'lr' here"),
+])
+def test_scheduler_load_state_dict_refuses_bad_states_and_changes_nothing(corrupt, match):
+    opt = make_optimizer()
+    scheduler = StepLR(opt, 2)
+    advance(scheduler, range(3))
+    before, lrs = scheduler.state_dict(), [g["lr"] for g in opt.param_groups]
+    with pytest.raises(CheckpointError, match=match):
+        scheduler.load_state_dict(corrupt(scheduler.state_dict()))
+    assert scheduler.state_dict() == before and [g["lr"] for g in opt.param_groups] == lrs
+
+
+def test_sequential_load_state_dict_checks_every_inner_state_before_assigning():
     sequence = warmup_cosine(make_optimizer(), 2, 5)
-    with pytest.raises(ValueError, match="1 saved schedulers, 2 here"):
+    with pytest.raises(CheckpointError, match="1 saved schedulers, 2 here"):
         sequence.load_state_dict({**sequence.state_dict(), "schedulers": [{}]})
+    advance(sequence, range(3))
+    before = sequence.state_dict()
+    bad = sequence.state_dict()
+    bad["schedulers"][1]["T_max"] = -1.5
+    with pytest.raises(CheckpointError, match="T_max must be an integer"):
+        sequence.load_state_dict(bad)
+    assert sequence.state_dict() == before
+
+
+def test_scheduler_state_survives_a_checkpoint_file(tmp_path):
+    model = mr.nn.Linear(2, 1)
+    opt = SGD(model.parameters(), lr=0.1)
+    scheduler = StepLR(opt, 2, gamma=0.5)
+    advance(scheduler, range(3))
+    path = mr.save(tmp_path / "ck.npz", model, opt, schedulers=[scheduler])
+    opt2 = SGD(model.parameters(), lr=0.1)
+    resumed = StepLR(opt2, 2, gamma=0.5)          # restarts at the first rate...
+    mr.load(path, model, opt2, schedulers=[resumed])
+    assert resumed.last_epoch == 3 and opt2.param_groups[0]["lr"] == 0.1 * 0.5   # ...until loaded
+    resumed.step()
+    scheduler.step()
+    assert resumed.get_last_lr() == scheduler.get_last_lr() == [0.025]
+
+
+@pytest.mark.parametrize("make, text", [
+    (lambda opt: StepLR(opt, 3, 0.5), "StepLR(step_size=3, gamma=0.5, param_name='lr'; last_epoch=0, lr=[0.1, 0.02])"),
+    (lambda opt: ExponentialLR(opt, 0.9, param_name="lr"), "ExponentialLR(gamma=0.9, param_name='lr'; last_epoch=0"),
+    (lambda opt: warmup_cosine(opt, 3, 10), "SequentialLR([LinearLR(start_factor=0.0, end_factor=1.0, total_iters=3, "
+     "param_name='lr'), CosineAnnealingLR(T_max=7, eta_min=0.0, param_name='lr')], milestones=[3]; last_epoch=0"),
+    (lambda opt: ReduceLROnPlateau(opt, patience=2), "ReduceLROnPlateau(mode='min', factor=0.1, patience=2,"),
+])
+def test_scheduler_reprs_show_settings_and_position(make, text):
+    assert text in repr(make(make_optimizer()))
 
 
 def test_resuming_with_last_epoch_uses_the_saved_initial_value():
