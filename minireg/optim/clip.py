@@ -6,7 +6,8 @@ may hand two parameters the same gradient tensor, or a read-only broadcast view.
 """
 import math
 
-from minireg.errors import DeviceError
+from minireg import check
+from minireg.errors import ArgumentError, DeviceError
 from minireg.tensor import Tensor
 
 
@@ -16,17 +17,13 @@ def _with_grads(parameters):
     return [p for p in parameters if p.grad is not None]
 
 
-def _nonnegative(name, value):
-    value = float(value)
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
-
-
-def _norm_type(value):
-    value = float(value)
-    if not value > 0:
-        raise ValueError(f"norm_type must be > 0 (or inf), got {value!r}")
+def _norm_type(owner, value):
+    """A p-norm order: a real > 0, or infinity (also spelt "inf")."""
+    if isinstance(value, str) and value == "inf":
+        return math.inf
+    value = check.real(f"{owner}: norm_type", value, finite=False)
+    if not value > 0:                   # also refuses NaN
+        raise ArgumentError(f"{owner}: norm_type must be > 0 (or inf), got {value!r}")
     return value
 
 
@@ -59,7 +56,8 @@ def _clip_norm(params, max_norm, norm_type):
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     """Rescale the gradients of ``parameters`` so that their global ``norm_type``-norm is at most
     ``max_norm``; returns that norm before clipping as a float (0.0 when no parameter has a grad)."""
-    max_norm, norm_type = _nonnegative("max_norm", max_norm), _norm_type(norm_type)
+    max_norm = check.nonnegative("clip_grad_norm_: max_norm", max_norm)
+    norm_type = _norm_type("clip_grad_norm_", norm_type)
     params = _with_grads(parameters)
     if not params:
         return 0.0
@@ -69,7 +67,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
 
 def clip_grad_value_(parameters, clip_value):
     """Clip every gradient element of ``parameters`` into [-clip_value, clip_value]."""
-    clip_value = _nonnegative("clip_value", clip_value)
+    clip_value = check.nonnegative("clip_grad_value_: clip_value", clip_value)
     for p in _with_grads(parameters):
         p.grad = Tensor._make(p.grad.backend.xp.clip(p.grad.data, -clip_value, clip_value), p.grad.backend)
 
@@ -86,9 +84,13 @@ class ClipGradNorm:
     stage = "clip"
 
     def __init__(self, max_norm, norm_type=2.0, name="clip_grad_norm"):
-        self.max_norm, self.norm_type = _nonnegative("max_norm", max_norm), _norm_type(norm_type)
-        self.name = name
+        self.max_norm = check.nonnegative("ClipGradNorm: max_norm", max_norm)
+        self.norm_type = _norm_type("ClipGradNorm", norm_type)
+        self.name = check.instance("ClipGradNorm: name", name, str)
         self.total_norm = None
+
+    def __repr__(self):
+        return f"ClipGradNorm(max_norm={self.max_norm}, norm_type={self.norm_type})"
 
     def hook(self, optimizer, group, params):
         if group is not optimizer.param_groups[0]:
@@ -106,8 +108,11 @@ class ClipGradValue:
     stage = "clip"
 
     def __init__(self, clip_value, name="clip_grad_value"):
-        self.clip_value = _nonnegative("clip_value", clip_value)
-        self.name = name
+        self.clip_value = check.nonnegative("ClipGradValue: clip_value", clip_value)
+        self.name = check.instance("ClipGradValue: name", name, str)
+
+    def __repr__(self):
+        return f"ClipGradValue(clip_value={self.clip_value})"
 
     def hook(self, optimizer, group, params):
         clip_grad_value_(params, self.clip_value)
