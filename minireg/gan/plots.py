@@ -1,14 +1,15 @@
 """GAN plots: sample grids (PNG, no dependency), loss curves and FID over training (matplotlib).
 
 - ``image_grid(images)`` tiles images in [-1, 1] into one uint8 picture; ``save_image_grid``
-  writes it as a PNG with a small built-in writer (zlib), so grids need nothing beyond NumPy.
+  writes it as a PNG with a small built-in writer (zlib), so grids need nothing beyond NumPy;
+  ``image_grid_png`` gives the PNG bytes. Saved grids are enlarged (nearest neighbour, no blur)
+  to at least ``MIN_GRID_PIXELS`` = 512 pixels across, so 8x8 digits can be judged.
   Images may be (N, C, H, W) with C = 1 or 3, (N, H, W), or flat (N, D) with ``image_shape``
   (default: square grey images when D is a square).
 - ``plot_losses(history, path)``: discriminator and generator losses, and each regularizer's
   value, against the step (a ``GANTrainer.history``).
 - ``plot_fid(curves, path)``: FID against the step for one run (a history) or several
   (``{name: history}``), log scale.
-- ``plot_sample_panels(grids, path)``: several saved grids side by side, titled (compare runs).
 """
 import math
 import os
@@ -16,6 +17,8 @@ import struct
 import zlib
 
 import numpy as np
+
+MIN_GRID_PIXELS = 512
 
 
 def _as_images(images, image_shape=None):
@@ -62,8 +65,8 @@ def _tile(x, ncols, padding, scale, background):
     return grid[..., 0] if c == 1 else grid
 
 
-def write_png(path, pixels):
-    """Write a uint8 array (H, W) (grey) or (H, W, 3) (RGB) as a PNG file; returns the path."""
+def png_bytes(pixels):
+    """A uint8 array (H, W) (grey) or (H, W, 3) (RGB) encoded as PNG bytes."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     if pixels.ndim == 2:
         color = 0
@@ -78,7 +81,12 @@ def write_png(path, pixels):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def write_png(path, pixels):
+    """Write a uint8 array (H, W) (grey) or (H, W, 3) (RGB) as a PNG file; returns the path."""
+    data = png_bytes(pixels)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
@@ -109,13 +117,24 @@ def read_png(path):
     return pixels[..., 0] if channels == 1 else pixels
 
 
-def save_image_grid(images, path, ncols=None, scale=None, padding=1, image_shape=None):
-    """``image_grid`` written to ``path`` as a PNG; ``scale`` defaults to enlarging small images
-    to about 32 pixels (8x8 digits 4x, 28x28 images 1x)."""
+def _readable_grid(images, ncols, scale, padding, image_shape):
     x = _as_images(images, image_shape)
     if scale is None:
-        scale = max(1, 32 // x.shape[1])
-    return write_png(path, _tile(x, ncols, padding, scale, 255))
+        # nearest-neighbour enlargement until the grid is at least MIN_GRID_PIXELS wide
+        cols = ncols or math.ceil(math.sqrt(x.shape[0]))
+        scale = max(1, math.ceil(MIN_GRID_PIXELS / (cols * x.shape[2])))
+    return _tile(x, ncols, padding, scale, 255)
+
+
+def save_image_grid(images, path, ncols=None, scale=None, padding=1, image_shape=None):
+    """``image_grid`` written to ``path`` as a PNG; ``scale`` defaults to the smallest integer
+    enlargement that makes the grid at least ``MIN_GRID_PIXELS`` wide."""
+    return write_png(path, _readable_grid(images, ncols, scale, padding, image_shape))
+
+
+def image_grid_png(images, ncols=None, scale=None, padding=1, image_shape=None):
+    """The PNG bytes of what ``save_image_grid`` would write."""
+    return png_bytes(_readable_grid(images, ncols, scale, padding, image_shape))
 
 
 def _pyplot():
@@ -213,23 +232,5 @@ def plot_fid(curves, path, title=None, metric="fid", reference=None):
     return _save(fig, path, plt)
 
 
-def plot_sample_panels(grids, path, ncols=4, title=None):
-    """Saved grid PNGs (``{title: png path}``) side by side in one figure."""
-    plt = _pyplot()
-    n = len(grids)
-    if not n:
-        raise ValueError("plot_sample_panels: no grids")
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (name, grid_path) in zip(axes.flat, grids.items()):
-        ax.imshow(read_png(grid_path), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path, plt)
-
-
-__all__ = ["image_grid", "write_png", "read_png", "save_image_grid", "plot_losses", "plot_fid", "plot_sample_panels"]
+__all__ = ["MIN_GRID_PIXELS", "image_grid", "png_bytes", "write_png", "read_png", "save_image_grid", "image_grid_png",
+           "plot_losses", "plot_fid"]
