@@ -11,7 +11,7 @@ from minireg.datasets import load_digits
 from minireg.losses import cross_entropy
 from minireg.metrics import accuracy
 from minireg.optim import SGD, Adam
-from minireg.training import Callback, EarlyStopping, ModelCheckpoint, Trainer, fit
+from minireg.training import Callback, EarlyStopping, ModelCheckpoint, SchedulerStep, Trainer, fit
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,125 @@ def test_bad_arguments(digits):
         EarlyStopping(mode="best")
     assert math.isfinite(Trainer(model, SGD(model.parameters(), lr=0.1), cross_entropy,
                                  verbose=0).evaluate(digits[1])["loss"])
+
+
+# -- exact resume in a fresh process (issue 9, item 18) ---------------------------------------------
+RESUME_SCRIPT = r"""
+import hashlib, json, sys
+import numpy as np
+import minireg as mr
+from minireg import nn
+from minireg.data import DataLoader, TensorDataset
+from minireg.datasets import load_digits
+from minireg.losses import cross_entropy
+from minireg.optim import Adam
+from minireg.optim.lr_scheduler import StepLR
+from minireg.training import EarlyStopping, ModelCheckpoint, SchedulerStep, fit
+
+mode, path, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mr.manual_seed(0 if mode != "resume" else 123)     # the resumed run must not depend on its own seed
+(x, y), (xv, yv) = load_digits()
+train = DataLoader(TensorDataset(x[:320], y[:320]), batch_size=32, shuffle=True)
+val = DataLoader(TensorDataset(xv[:100], yv[:100]), batch_size=100)
+model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 10))
+opt = Adam(model.parameters(), lr=1e-2)
+callbacks = [SchedulerStep(StepLR(opt, step_size=1, gamma=0.7)), EarlyStopping(patience=10),
+             ModelCheckpoint(path, save_best_only=False)]
+history = fit(model, opt, cross_entropy, train, epochs, val_loader=val, callbacks=callbacks, verbose=0,
+              resume_from=path if mode == "resume" else None)
+weights = hashlib.sha256(b"".join(v.tobytes() for v in model.state_dict().values())).hexdigest()
+print(json.dumps({"loss": [repr(v) for v in history["loss"]], "val_loss": [repr(v) for v in history["val_loss"]],
+                  "lr": history["lr"], "weights": weights}))
+"""
+
+
+def run_script(script, tmp_path, *args):
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_fit_resumed_in_a_fresh_process_repeats_the_uninterrupted_run_bitwise(tmp_path):
+    straight = run_script(RESUME_SCRIPT, tmp_path, "full", tmp_path / "straight.npz", 4)
+    first = run_script(RESUME_SCRIPT, tmp_path, "part", tmp_path / "run.npz", 2)
+    resumed = run_script(RESUME_SCRIPT, tmp_path, "resume", tmp_path / "run.npz", 4)
+    assert first["loss"] == straight["loss"][:2]
+    assert resumed["loss"] == straight["loss"]          # the history comes back, and the rest repeats
+    assert resumed["val_loss"] == straight["val_loss"]
+    assert resumed["lr"] == straight["lr"]              # the scheduler resumed where it was
+    assert resumed["weights"] == straight["weights"]
+    assert len(set(straight["loss"])) == 4              # it trained (dropout, shuffling, decaying rate)
+
+
+def test_resume_refuses_a_checkpoint_of_other_callbacks_and_changes_nothing(tmp_path, digits):
+    mr.manual_seed(0)
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.npz"
+    fit(model, opt, cross_entropy, digits[0], 1, callbacks=[ModelCheckpoint(path, monitor="loss",
+                                                                            save_best_only=False)], verbose=0)
+    other = mlp()
+    other_opt = SGD(other.parameters(), lr=0.1)
+    before = {k: v.copy() for k, v in other.state_dict().items()}
+    trainer = Trainer(other, other_opt, cross_entropy, callbacks=[EarlyStopping(monitor="loss")], verbose=0)
+    with pytest.raises(mr.errors.CheckpointError, match=r"written with the callbacks \['ModelCheckpoint'\]"):
+        trainer.fit(digits[0], 2, resume_from=path)
+    for key, value in other.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    assert trainer.epochs_done == 0 and trainer.history == {}
+    with pytest.raises(mr.errors.CheckpointError, match="not a Trainer checkpoint"):
+        Trainer(other, other_opt, cross_entropy, verbose=0).fit(digits[0], 2,
+                                                                resume_from=mr.save(tmp_path / "plain.npz", other))
+
+
+def test_checkpoints_are_written_after_every_callback_saw_the_epoch(tmp_path, digits):
+    """ModelCheckpoint before SchedulerStep in the list still saves the stepped scheduler."""
+    from minireg.optim.lr_scheduler import StepLR
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    scheduler = StepLR(opt, 1, gamma=0.5)
+    path = tmp_path / "run.npz"
+    fit(model, opt, cross_entropy, digits[0], 1, verbose=0,
+        callbacks=[ModelCheckpoint(path, monitor="loss", save_best_only=False), SchedulerStep(scheduler)])
+    saved = mr.checkpoint.read(path)
+    assert saved["schedulers"][0]["last_epoch"] == 1 and saved["optimizer"]["param_groups"][0]["lr"] == 0.05
+    assert saved["metadata"]["trainer"]["epochs_done"] == 1
+
+
+def test_a_second_fit_trains_more_epochs(digits):
+    model = mlp()
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), cross_entropy, verbose=0)
+    trainer.fit(digits[0], 1)
+    trainer.fit(digits[0], 2)
+    assert len(trainer.history["loss"]) == 3 and trainer.epochs_done == 3
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the NaN/inf gradient is made on purpose
+def test_skip_nonfinite_gradients_in_fit(digits):
+    """A NaN gradient with a finite loss: with nonfinite="skip" the step is skipped, not applied."""
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    opt.nonfinite = "skip"
+
+    def poisoned_loss(output, target):      # finite value, NaN gradient on the first step only
+        loss = cross_entropy(output, target)
+        if opt.skipped_steps == 0 and model.training:
+            return loss + mr.sqrt(mr.relu(output[:1, :1] * 0.0)).sum()       # sqrt'(0) = inf
+        return loss
+    before = model[0].weight.numpy().copy()
+    first = {}
+
+    class FirstStep(Callback):
+        def on_batch_end(self, trainer, step, logs):
+            if trainer.global_step == 1:
+                first["weight"] = trainer.model[0].weight.numpy().copy()
+    fit(model, opt, poisoned_loss, digits[0], 1, callbacks=[FirstStep()], verbose=0)
+    assert opt.skipped_steps == 1
+    np.testing.assert_array_equal(first["weight"], before)      # the skipped step changed nothing
+    assert np.isfinite(model[0].weight.numpy()).all()

@@ -532,6 +532,7 @@ def test_gradient_errors_name_the_group_index_and_parameter_name():
         opt.step()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the NaN/inf gradient is made on purpose
 def test_a_nan_gradient_with_a_finite_loss_never_reaches_the_weights():
     w = Parameter(np.array([1.0, 2.0]))
     opt = Adam([w], lr=0.1)
