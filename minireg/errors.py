@@ -48,3 +48,9 @@ class ArgumentTypeError(MiniregError, TypeError):
 class CheckpointError(MiniregError, ValueError):
     """A checkpoint or state dict that cannot be read or does not fit: the message names the path
     or entry and what is wrong. Nothing is assigned when it is raised."""
+
+
+class IndexOutOfRangeError(MiniregError, IndexError):
+    """An integer index outside ``[-n, n)`` of its axis, or an index that does not fit the tensor
+    (a boolean mask of the wrong shape, too many indices). Raised on every backend, also where the
+    array library would wrap the index around (CuPy's take and scatter_add)."""
