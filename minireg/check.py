@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from minireg.errors import ArgumentError, ArgumentTypeError, ShapeError
+from minireg.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 
 
 def _got(value):
@@ -109,6 +109,23 @@ def instance(name, value, kinds, expected=None):
             expected = f"a {names}"
         raise ArgumentTypeError(f"{name} must be {expected}, got {type(value).__name__}")
     return value
+
+
+def float_dtype(name, value):
+    """A real floating dtype (a NumPy dtype, its name, or another library's dtype of that name), as a
+    NumPy dtype."""
+    dtype = None
+    if value is not None:   # np.dtype(None) would be float64
+        try:
+            dtype = np.dtype(value)
+        except TypeError:
+            try:
+                dtype = np.dtype(str(value).rsplit(".", 1)[-1])   # e.g. array_api_strict.float64
+            except TypeError:
+                pass
+    if dtype is None or dtype.kind != "f":
+        raise DTypeError(f"{name} must be a floating dtype such as 'float32' or 'float64', got {_got(value)}")
+    return dtype
 
 
 def axis(name, value, ndim):

@@ -10,12 +10,14 @@ Generator is given, so ``minireg.manual_seed`` makes the batch order reproducibl
         ...   # xb: float32 Tensor (32, 3), yb: int64 Tensor (32,)
 """
 import math
+import numbers
 
 import numpy as np
 
+from minireg import check
 from minireg._config import get_default_dtype
 from minireg.backend import backend_of
-from minireg.errors import ShapeError
+from minireg.errors import ArgumentError, ArgumentTypeError, DeviceError, ShapeError
 from minireg.random import default_generator
 from minireg.tensor import Tensor, tensor
 
@@ -54,7 +56,7 @@ class TensorDataset(Dataset):
 
     def __init__(self, *arrays):
         if not arrays:
-            raise ValueError("TensorDataset needs at least one array")
+            raise ArgumentError("TensorDataset needs at least one array")
         self.arrays = tuple(a.data if isinstance(a, Tensor) else a if hasattr(a, "shape") else np.asarray(a)
                             for a in arrays)
         for a in self.arrays:
@@ -71,12 +73,30 @@ class TensorDataset(Dataset):
     def get_batch(self, indices):
         return tuple(_take(a, indices) for a in self.arrays)
 
+    def __repr__(self):
+        fields = ", ".join(_describe_array(a) for a in self.arrays)
+        return f"TensorDataset({self._len} samples: {fields})"
+
+
+def _describe_array(array):
+    """``float32 (100, 3)``, with the device when the array is not a NumPy array."""
+    backend = backend_of(array)
+    where = "" if isinstance(array, np.ndarray) else f" on {backend.device_name}"
+    return f"{backend.numpy_dtype(array.dtype)} {tuple(array.shape)}{where}"
+
 
 class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``."""
 
     def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
+            raise ArgumentError(f"Subset: indices must be a 1-d sequence of integers, got shape {indices.shape} "
+                                f"and dtype {indices.dtype}")
+        if indices.size and (indices.min() < 0 or indices.max() >= len(dataset)):
+            raise ArgumentError(f"Subset: indices must lie in [0, {len(dataset)}), got values from {indices.min()} "
+                                f"to {indices.max()}")
+        self.dataset, self.indices = dataset, indices.astype(np.int64)
 
     def __len__(self):
         return len(self.indices)
@@ -87,19 +107,32 @@ class Subset(Dataset):
     def get_batch(self, indices):
         return _fetch(self.dataset, self.indices[indices])
 
+    def __repr__(self):
+        return f"Subset({len(self.indices)} of the samples of {self.dataset!r})"
 
-def _host(value):
-    return value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+
+def _stack(values):
+    """One field's values stacked where they live: host data (NumPy arrays, numbers) on the host,
+    Tensors and device arrays on their own device with their backend's ``stack``, never moved."""
+    arrays = [v.data if isinstance(v, Tensor) else v for v in values]
+    if all(isinstance(a, (np.ndarray, np.generic, numbers.Number)) for a in arrays):
+        return np.stack(arrays)
+    backend = backend_of(next(a for a in arrays if not isinstance(a, (np.ndarray, np.generic, numbers.Number))))
+    if not all(backend.owns(a) for a in arrays):
+        raise DeviceError(f"collate: a batch mixes samples on {backend.device_name} with samples elsewhere; "
+                          f"put the whole dataset on one device")
+    return backend.xp.stack(arrays)
 
 
 def collate(samples):
     """Stack samples field by field: ``[(x0, y0), (x1, y1)] -> (stack([x0, x1]), stack([y0, y1]))``.
 
-    A sample that is not a tuple or list counts as a single field. Runs on the host.
+    A sample that is not a tuple or list counts as a single field. Host samples are stacked on the
+    host; samples on a device (Tensors, CuPy arrays) are stacked on that device.
     """
     if not isinstance(samples[0], (tuple, list)):
         samples = [(s,) for s in samples]
-    return tuple(np.stack([_host(v) for v in field]) for field in zip(*samples))
+    return tuple(_stack(field) for field in zip(*samples))
 
 
 def _fetch(dataset, indices):
@@ -119,14 +152,20 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise ArgumentTypeError(f"DataLoader: dataset must be a map-style dataset (with len() and indexing), "
+                                    f"got {type(dataset).__name__}")
+        batch_size = check.positive_int("DataLoader: batch_size", batch_size)
+        shuffle = check.flag("DataLoader: shuffle", shuffle)
+        drop_last = check.flag("DataLoader: drop_last", drop_last)
+        if generator is not None:
+            check.instance("DataLoader: generator", generator, np.random.Generator, "a numpy.random.Generator or None")
         if len(dataset) == 0:
-            raise ValueError("DataLoader: the dataset is empty")
+            raise ArgumentError("DataLoader: the dataset is empty")
         if drop_last and len(dataset) < batch_size:
-            raise ValueError(f"DataLoader: drop_last=True with {len(dataset)} samples and batch_size={batch_size} "
-                             f"would yield no batches")
-        self.dataset, self.batch_size = dataset, int(batch_size)
+            raise ArgumentError(f"DataLoader: drop_last=True with {len(dataset)} samples and batch_size={batch_size} "
+                                f"would yield no batches")
+        self.dataset, self.batch_size = dataset, batch_size
         self.shuffle, self.drop_last, self.generator = shuffle, drop_last, generator
 
     def __len__(self):
@@ -138,6 +177,10 @@ class DataLoader:
         order = (self.generator or default_generator()).permutation(n) if self.shuffle else np.arange(n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield tuple(tensor(a) for a in _fetch(self.dataset, order[start:start + self.batch_size]))
+
+    def __repr__(self):
+        return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+                f"drop_last={self.drop_last}: {len(self)} batches)")
 
 
 def random_split(dataset, lengths, generator=None):
@@ -152,9 +195,10 @@ def random_split(dataset, lengths, generator=None):
         for i in range(n - sum(counts)):
             counts[i % len(counts)] += 1
         lengths = counts
-    if any(not isinstance(k, (int, np.integer)) or k < 0 for k in lengths) or sum(lengths) != n:
-        raise ValueError(f"random_split: lengths must be non-negative integers summing to len(dataset) = {n} "
-                         f"(or fractions summing to 1), got {list(lengths)}")
+    counts_ok = all(not isinstance(k, bool) and isinstance(k, (int, np.integer)) and k >= 0 for k in lengths)
+    if not counts_ok or sum(lengths) != n:
+        raise ArgumentError(f"random_split: lengths must be non-negative integers summing to len(dataset) = {n} "
+                            f"(or fractions summing to 1), got {list(lengths)}")
     order = (generator or default_generator()).permutation(n)
     ends = np.cumsum(lengths)
     return [Subset(dataset, order[end - k:end]) for k, end in zip(lengths, ends)]
@@ -183,14 +227,15 @@ def train_val_split(*arrays, val_fraction=0.1, seed=0, stratify=None):
     are in random order. Deterministic for a given ``seed``.
     """
     if not arrays:
-        raise ValueError("train_val_split needs at least one array")
+        raise ArgumentError("train_val_split needs at least one array")
+    val_fraction = check.real("train_val_split: val_fraction", val_fraction, low=0, high=1, low_open=True,
+                              high_open=True)
+    seed = check.integer("train_val_split: seed", seed, low=0)
     arrays = [a if hasattr(a, "shape") else np.asarray(a) for a in arrays]
     n = _length(arrays + ([np.asarray(stratify)] if stratify is not None else []), "train_val_split")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"train_val_split: val_fraction must be in (0, 1), got {val_fraction!r}")
     n_val = math.ceil(n * val_fraction)
     if n_val >= n:
-        raise ValueError(f"train_val_split: val_fraction={val_fraction} of {n} samples leaves none for training")
+        raise ArgumentError(f"train_val_split: val_fraction={val_fraction} of {n} samples leaves none for training")
     rng = np.random.default_rng(seed)
     if stratify is None:
         val = rng.permutation(n)[:n_val]
@@ -211,10 +256,16 @@ class Standardizer:
     instead of nan. Floating input keeps its dtype; other input becomes the default float dtype.
     """
 
-    mean = std = None
+    mean = std = axis = None
 
     def fit(self, x, axis=0):
         x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise ArgumentTypeError(f"Standardizer.fit: expected numeric data, got dtype {x.dtype}")
+        axes = check.axes("Standardizer.fit: axis", axis, x.ndim)
+        if any(x.shape[a] == 0 for a in axes):
+            raise ShapeError(f"Standardizer.fit: no samples to compute statistics from (input of shape {x.shape})")
+        self.axis = axis
         self.mean = x.mean(axis=axis, keepdims=True, dtype=np.float64)
         std = x.std(axis=axis, keepdims=True, dtype=np.float64)
         # rounding in the mean leaves a std of a few ulps on constant features: treat it as zero
@@ -230,6 +281,11 @@ class Standardizer:
                              f"statistics of shape {self.mean.shape}")
         dtype = x.dtype if x.dtype.kind == "f" else get_default_dtype()
         return x.astype(dtype, copy=False), self.mean.astype(dtype), self.std.astype(dtype)
+
+    def __repr__(self):
+        if self.mean is None:
+            return "Standardizer(not fitted)"
+        return f"Standardizer(axis={self.axis!r}, statistics of shape {self.mean.shape})"
 
     def transform(self, x):
         x, mean, std = self._statistics(x, "transform")

@@ -3,8 +3,7 @@
 Scores and labels may be Tensors or arrays; the work runs on the scores' backend and only the
 final number comes back to the host.
 """
-import numpy as np
-
+from minireg import check
 from minireg.errors import ShapeError
 from minireg.losses import class_labels, label_mask
 from minireg.tensor import Tensor, tensor
@@ -16,7 +15,7 @@ def _scores_and_labels(scores, labels, name):
         raise ShapeError(f"{name}: expected scores of shape (N, C), got shape {scores.shape}")
     n, c = scores.shape
     if n == 0:
-        raise ValueError(f"{name}: no samples (scores of shape {scores.shape})")
+        raise ShapeError(f"{name}: no samples (scores of shape {scores.shape})")
     return scores, class_labels(labels, n, c, scores.backend, name)
 
 
@@ -40,8 +39,7 @@ def top_k_accuracy(scores, labels, k=5):
     """
     scores, labels = _scores_and_labels(scores, labels, "top_k_accuracy")
     c = scores.shape[1]
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= c:
-        raise ValueError(f"top_k_accuracy: k must be an integer in [1, {c}] for {c} classes, got {k!r}")
+    k = check.integer(f"top_k_accuracy: k (for {c} classes)", k, low=1, high=c)
     xp, data = scores.backend.xp, scores.data
     mask = label_mask(labels, c, scores.backend)
     label_score = xp.max(xp.where(mask, data, xp.full_like(data, -xp.inf)), axis=1, keepdims=True)

@@ -120,17 +120,6 @@ def test_collate_single_fields_and_tensors():
     np.testing.assert_array_equal(batch, [[1, 1], [0, 0]])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(batch_size=2.0), "batch_size must be a positive integer"),
-    (dict(batch_size=True), "batch_size must be a positive integer"),
-    (dict(batch_size=20, drop_last=True), "would yield no batches"),
-])
-def test_loader_rejects_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        DataLoader(TensorDataset(X), **kwargs)
-
-
 def test_loader_rejects_empty_dataset():
     with pytest.raises(ValueError, match="empty"):
         DataLoader(TensorDataset(X[:0]))

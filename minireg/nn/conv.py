@@ -1,7 +1,9 @@
 """Convolution, pooling and upsampling layers on NCHW inputs (PyTorch's names, layouts and init)."""
+from minireg import check
 from minireg import functional_conv as FC
+from minireg.errors import ArgumentError
 from minireg.nn import init
-from minireg.nn.layers import check_input, empty_parameter, record_activity, set_regularizers
+from minireg.nn.layers import check_input, empty_parameter, layer_input, record_activity, set_regularizers
 from minireg.nn.module import Module
 
 __all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "Upsample"]
@@ -14,11 +16,16 @@ class _ConvNd(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, dtype,
                  output_padding=0, regularizers=None):
-        super().__init__()
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        name = type(self).__name__
+        in_channels = check.positive_int(f"{name}: in_channels", in_channels)
+        out_channels = check.positive_int(f"{name}: out_channels", out_channels)
+        groups = check.positive_int(f"{name}: groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ArgumentError(f"{name}: groups={groups} must divide in_channels={in_channels} "
+                                f"and out_channels={out_channels}")
         window = FC.Window.of(kernel_size, stride, padding, dilation)
+        bias = check.flag(f"{name}: bias", bias)
+        super().__init__()
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.padding, self.dilation = window
         self.output_padding = FC.pair(output_padding, "output_padding", 0)
@@ -27,8 +34,10 @@ class _ConvNd(Module):
         init.default_weight_init_(self.weight, self.bias)
         set_regularizers(self, regularizers or {})
 
-    def _check(self, x):
+    def _input(self, x):
+        x = layer_input(self, x, self.weight)
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", x.ndim == 4 and x.shape[1] == self.in_channels)
+        return x
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -52,7 +61,7 @@ class Conv2d(_ConvNd):
         return (self.out_channels, self.in_channels // self.groups) + self.kernel_size
 
     def forward(self, x):
-        self._check(x)
+        x = self._input(x)
         return record_activity(self, FC.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                                self.groups))
 
@@ -73,7 +82,7 @@ class ConvTranspose2d(_ConvNd):
         return (self.in_channels, self.out_channels // self.groups) + self.kernel_size
 
     def forward(self, x):
-        self._check(x)
+        x = self._input(x)
         return record_activity(self, FC.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
                                                          self.output_padding, self.dilation, self.groups))
 
@@ -82,8 +91,10 @@ class _Pool2d(Module):
     pool = None   # the functional op, a staticmethod
 
     def __init__(self, kernel_size, stride=None, padding=0):
+        stride = kernel_size if stride is None else stride
+        FC.Window.of(kernel_size, stride, padding)   # checks the geometry now, not at the first call
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, kernel_size if stride is None else stride, padding
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
         check_input(self, x, (4,), "(N, C, H, W)", True)
@@ -107,9 +118,9 @@ class Upsample(Module):
     """Nearest-neighbour upsampling by an integer ``scale_factor`` (or an (H, W) pair)."""
 
     def __init__(self, scale_factor=2, mode="nearest"):
+        FC.pair(scale_factor, "Upsample: scale_factor", 1)
+        check.choice("Upsample: mode (only nearest-neighbour is implemented)", mode, ("nearest",))
         super().__init__()
-        if mode != "nearest":
-            raise ValueError(f"Upsample: only mode='nearest' is implemented, got {mode!r}")
         self.scale_factor, self.mode = scale_factor, mode
 
     def forward(self, x):

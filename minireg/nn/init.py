@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from minireg import check
+from minireg.errors import ShapeError
 from minireg.random import default_generator
 
 
@@ -15,21 +17,22 @@ def calculate_gain(nonlinearity, param=None):
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
         return math.sqrt(2.0 / (1 + slope ** 2))
-    if nonlinearity not in gains:
-        raise ValueError(f"unknown nonlinearity {nonlinearity!r}; expected one of {sorted(gains) + ['leaky_relu']}")
+    check.choice("calculate_gain: nonlinearity", nonlinearity, sorted(gains) + ["leaky_relu"])
     return gains[nonlinearity]
 
 
 def fan_in_and_fan_out(tensor):
     """(fan_in, fan_out) for Linear (out, in) and conv (out, in, kH, kW) weights."""
     if tensor.ndim < 2:
-        raise ValueError(f"fan in/out needs a tensor with at least 2 dimensions, got shape {tensor.shape}")
+        raise ShapeError(f"fan in/out needs a tensor with at least 2 dimensions, got shape {tensor.shape}")
     receptive = math.prod(tensor.shape[2:])
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
 def _fill(tensor, host_values):
+    """Replace ``tensor``'s values by ``host_values`` (on its device, in its dtype): an in-place write."""
     tensor.data = tensor.backend.from_numpy(host_values.astype(tensor.backend.numpy_dtype(tensor.dtype)))
+    tensor._bump_version()
     return tensor
 
 
@@ -68,8 +71,7 @@ def xavier_normal_(tensor, gain=1.0, generator=None):
 
 def _kaiming_std(tensor, a, mode, nonlinearity):
     fan_in, fan_out = fan_in_and_fan_out(tensor)
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    check.choice("kaiming init: mode", mode, ("fan_in", "fan_out"))
     return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
 
 
@@ -87,7 +89,7 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gen
 def orthogonal_(tensor, gain=1.0, generator=None):
     """Saxe et al.: a (semi-)orthogonal matrix from the QR decomposition of a Gaussian matrix."""
     if tensor.ndim < 2:
-        raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {tensor.shape}")
+        raise ShapeError(f"orthogonal_ needs at least 2 dimensions, got shape {tensor.shape}")
     rows, cols = tensor.shape[0], math.prod(tensor.shape[1:])
     flat = (generator or default_generator()).normal(size=(rows, cols))
     q, r = np.linalg.qr(flat.T if rows < cols else flat)

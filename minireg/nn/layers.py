@@ -1,13 +1,14 @@
 """Dense layers, dropout, embedding, flatten and activation modules."""
 
+from minireg import check
 from minireg import functional as F
 from minireg._config import get_default_dtype
-from minireg.errors import ShapeError
+from minireg.errors import ArgumentTypeError, DTypeError, ShapeError
 from minireg.nn import init
 from minireg.nn.module import Module
 from minireg.nn.parameter import Parameter
 from minireg.reg.base import Constraint, Penalty
-from minireg.tensor import tensor
+from minireg.tensor import Tensor, tensor
 
 REGULARIZER_OPTIONS = {"weight_regularizer": Penalty, "bias_regularizer": Penalty, "activity_regularizer": None,
                        "weight_constraint": Constraint, "bias_constraint": Constraint}
@@ -19,11 +20,45 @@ def empty_parameter(shape, dtype=None):
     return Parameter(np.zeros(shape, dtype=np.dtype(dtype) if dtype is not None else get_default_dtype()))
 
 
+def describe(layer):
+    """``Linear(in_features=3, ...)``: how error messages name a layer."""
+    return f"{type(layer).__name__}({layer.extra_repr()})"
+
+
 def check_input(layer, x, expected_ndim, expected, actual_ok):
     """Raise a ShapeError naming the layer, the expected and the actual shape."""
     if (expected_ndim is not None and x.ndim not in expected_ndim) or not actual_ok:
-        raise ShapeError(f"{type(layer).__name__}({layer.extra_repr()}): expected input of shape {expected}, "
-                         f"got {x.shape}")
+        raise ShapeError(f"{describe(layer)}: expected input of shape {expected}, got {x.shape}")
+
+
+def layer_input(layer, x, like=None):
+    """``x`` as a Tensor, checked by the dtype rule (see ``minireg.nn``); every layer's forward calls it.
+
+    ``like`` is the layer's parameter (or buffer) whose dtype the input must have; None for layers
+    without one, which accept any real floating input. Arrays and Tensors keep their dtype and
+    device; Python numbers and lists have no dtype of their own and take ``like``'s (or the default).
+    """
+    if not isinstance(x, Tensor):
+        untyped = isinstance(x, (bool, int, float, list, tuple))
+        x = tensor(x, dtype=like.dtype if untyped and like is not None else None)
+    backend = x.backend
+    got = backend.numpy_dtype(x.dtype)
+    if got.kind == "c":
+        raise DTypeError(f"{describe(layer)}: complex input ({got.name}) is not supported; layers work on real "
+                         f"floating data")
+    if like is None:
+        if got.kind != "f":
+            raise DTypeError(f"{describe(layer)}: expected floating input, got dtype {got.name}; convert it with "
+                             f"x.astype('{get_default_dtype().name}')")
+        return x
+    expected = backend.numpy_dtype(like.dtype)
+    if got != expected:
+        hint = f"convert the input with x.astype('{expected.name}')"
+        if got.kind == "f":
+            hint += f" or the model with model.astype('{got.name}')"
+        raise DTypeError(f"{describe(layer)}: input dtype {got.name} does not match the layer's parameter dtype "
+                         f"{expected.name} (minireg never promotes dtypes silently); {hint}")
+    return x
 
 
 def set_regularizers(layer, options):
@@ -63,6 +98,9 @@ class Linear(Module):
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=None, **regularizers):
+        in_features = check.positive_int("Linear: in_features", in_features)
+        out_features = check.positive_int("Linear: out_features", out_features)
+        bias = check.flag("Linear: bias", bias)
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = empty_parameter((out_features, in_features), dtype)
@@ -71,7 +109,7 @@ class Linear(Module):
         set_regularizers(self, regularizers)
 
     def forward(self, x):
-        x = x if hasattr(x, "creator") else tensor(x)
+        x = layer_input(self, x, self.weight)
         check_input(self, x, None, f"(..., {self.in_features})", x.ndim >= 1 and x.shape[-1] == self.in_features)
         return record_activity(self, F.linear(x, self.weight, self.bias))
 
@@ -88,6 +126,8 @@ class Flatten(Module):
     """Merge axes ``start_axis..end_axis`` (by default all but the batch axis)."""
 
     def __init__(self, start_axis=1, end_axis=-1):
+        start_axis = check.integer("Flatten: start_axis", start_axis)
+        end_axis = check.integer("Flatten: end_axis", end_axis)
         super().__init__()
         self.start_axis, self.end_axis = start_axis, end_axis
 
@@ -99,13 +139,12 @@ class Dropout(Module):
     """Zero activations with probability p in training (scaled by 1/(1-p)); identity in eval."""
 
     def __init__(self, p=0.5):
+        p = check.probability("Dropout: p", p, allow_one=True)
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout probability must be in [0, 1], got {p}")
         self.p = p
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(layer_input(self, x), self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -115,11 +154,18 @@ class Embedding(Module):
     """A lookup table of ``num_embeddings`` vectors of size ``embedding_dim`` (initialised N(0, 1))."""
 
     def __init__(self, num_embeddings, embedding_dim, dtype=None):
+        num_embeddings = check.positive_int("Embedding: num_embeddings", num_embeddings)
+        embedding_dim = check.positive_int("Embedding: embedding_dim", embedding_dim)
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = init.normal_(empty_parameter((num_embeddings, embedding_dim), dtype))
 
     def forward(self, indices):
+        indices = indices if isinstance(indices, Tensor) else tensor(indices)
+        kind = indices.backend.numpy_dtype(indices.dtype).kind
+        if kind not in "iu":
+            raise DTypeError(f"{describe(self)}: indices must be integers, got dtype {indices.dtype}; convert them "
+                             f"with x.astype('int64')")
         return F.embedding(indices, self.weight)
 
     def extra_repr(self):
@@ -127,13 +173,16 @@ class Embedding(Module):
 
 
 def _activation(name, fn, doc, **defaults):
-    """A parameter-free module applying ``fn`` (keyword options stored as attributes)."""
+    """A parameter-free module applying ``fn``; keyword options (checked against the type of their
+    default: a float option is a real number, an int option an integer) are stored as attributes."""
     def __init__(self, **kwargs):
-        Module.__init__(self)
         unknown = set(kwargs) - set(defaults)
         if unknown:
-            raise TypeError(f"{name}() got unexpected options {sorted(unknown)}; expected {sorted(defaults)}")
-        for key, value in {**defaults, **kwargs}.items():
+            raise ArgumentTypeError(f"{name}() got unexpected options {sorted(unknown)}; expected {sorted(defaults)}")
+        options = {key: (check.integer if isinstance(default, int) else check.real)(f"{name}: {key}", kwargs[key])
+                   for key, default in defaults.items() if key in kwargs}
+        Module.__init__(self)
+        for key, value in {**defaults, **options}.items():
             setattr(self, key, value)
 
     def forward(self, x):

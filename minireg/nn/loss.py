@@ -3,7 +3,7 @@
     criterion = CrossEntropyLoss(label_smoothing=0.1)
     loss = criterion(model(x), y)
 """
-from minireg import losses
+from minireg import check, losses
 from minireg.nn.module import Module
 
 
@@ -42,7 +42,7 @@ class HuberLoss(_Loss):
     function = staticmethod(losses.huber_loss)
 
     def __init__(self, reduction="mean", delta=1.0):
-        super().__init__(reduction, delta=delta)
+        super().__init__(reduction, delta=check.positive("HuberLoss: delta", delta))
 
 
 class CrossEntropyLoss(_Loss):
@@ -50,6 +50,7 @@ class CrossEntropyLoss(_Loss):
     function = staticmethod(losses.cross_entropy)
 
     def __init__(self, reduction="mean", label_smoothing=0.0):
+        label_smoothing = check.probability("CrossEntropyLoss: label_smoothing", label_smoothing, allow_one=True)
         super().__init__(reduction, label_smoothing=label_smoothing)
 
 

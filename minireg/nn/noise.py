@@ -1,34 +1,19 @@
 """Noise regularizers: layers that perturb activations (or a wrapped layer's weights) in training
 and are the identity in eval mode.
 
-Each is unbiased, E[output] = input (DropConnect: E[masked W] = W). Random numbers are drawn on the
-host from ``minireg.random.default_generator()`` through the backend, so a seed set with
-``minireg.manual_seed`` gives the same noise on every backend.
+Each is unbiased, E[output] = input (DropConnect: E[masked W] = W). Random numbers are drawn through
+the backend from minireg's stream on the data's device (``minireg.random.device_generator``), so
+they never cross the bus; a seed set with ``minireg.manual_seed`` gives the same noise again on the
+same kind of device (see ``minireg.random`` for what is reproduced where).
 """
 import math
 
-from minireg.nn.layers import check_input
+from minireg import check
+from minireg.nn.layers import check_input, layer_input
 from minireg.nn.module import Module
-from minireg.nn.spectral_norm import call_with_weight
+from minireg.nn.spectral_norm import call_with_weight, wrapped_parameter
 from minireg.random import default_generator
-from minireg.tensor import Tensor, tensor
-
-
-def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return float(value)
-
-
-def _probability(name, value, include_one=True):
-    value = _number(name, value)
-    if not (0.0 <= value <= 1.0 if include_one else 0.0 <= value < 1.0):
-        raise ValueError(f"{name} must be in [0, 1{']' if include_one else ')'}, got {value!r}")
-    return value
-
-
-def _as_tensor(x):
-    return x if isinstance(x, Tensor) else tensor(x)
+from minireg.tensor import Tensor
 
 
 def _keep_mask(backend, shape, dtype, p):
@@ -51,11 +36,8 @@ class DropConnect(Module):
     """
 
     def __init__(self, module, p=0.5, name="weight"):
-        if not isinstance(module, Module):
-            raise TypeError(f"DropConnect wraps a Module, got {type(module).__name__}")
-        if name not in dict(module.named_parameters(recurse=False)):
-            raise ValueError(f"DropConnect: {type(module).__name__} has no parameter {name!r}")
-        p = _probability("p", p)
+        wrapped_parameter("DropConnect", module, name)
+        p = check.probability("DropConnect: p", p, allow_one=True)
         super().__init__()
         self.module, self.p, self.name = module, p, name
 
@@ -63,6 +45,7 @@ class DropConnect(Module):
         if not self.training or self.p == 0:
             return self.module(x)
         weight = getattr(self.module, self.name)
+        x = layer_input(self.module, x, weight)   # before the draw: a refused input consumes no randomness
         return call_with_weight(self.module, self.name, weight * _keep_mask(weight.backend, weight.shape,
                                                                              weight.dtype, self.p), x)
 
@@ -77,12 +60,12 @@ class SpatialDropout2d(Module):
     (torch)."""
 
     def __init__(self, p=0.5):
-        p = _probability("p", p)
+        p = check.probability("SpatialDropout2d: p", p, allow_one=True)
         super().__init__()
         self.p = p
 
     def forward(self, x):
-        x = _as_tensor(x)
+        x = layer_input(self, x)
         check_input(self, x, (4,), "(N, C, H, W)", True)
         if not self.training or self.p == 0:
             return x
@@ -97,14 +80,12 @@ class GaussianNoise(Module):
     default there either)."""
 
     def __init__(self, stddev):
-        stddev = _number("stddev", stddev)
-        if not (math.isfinite(stddev) and stddev >= 0):
-            raise ValueError(f"stddev must be a finite number >= 0, got {stddev!r}")
+        stddev = check.nonnegative("GaussianNoise: stddev", stddev)
         super().__init__()
         self.stddev = stddev
 
     def forward(self, x):
-        x = _as_tensor(x)
+        x = layer_input(self, x)
         if not self.training or self.stddev == 0:
             return x
         noise = x.backend.random_normal(default_generator(), x.shape, x.dtype, std=self.stddev)
@@ -120,12 +101,12 @@ class GaussianDropout(Module):
     10; Keras ``GaussianDropout``, rate required, in [0, 1))."""
 
     def __init__(self, rate):
-        rate = _probability("rate", rate, include_one=False)
+        rate = check.probability("GaussianDropout: rate", rate)
         super().__init__()
         self.rate = rate
 
     def forward(self, x):
-        x = _as_tensor(x)
+        x = layer_input(self, x)
         if not self.training or self.rate == 0:
             return x
         std = math.sqrt(self.rate / (1.0 - self.rate))

@@ -1,14 +1,15 @@
 """Spectral normalization (Miyato et al. 2018) as a layer wrapper.
 
 Semantics of ``torch.nn.utils.parametrizations.spectral_norm`` (defaults n_power_iterations=1,
-eps=1e-12, 15 warm-up iterations at construction); Keras ``SpectralNormalization`` and Chainer's
-link hook do the same with other defaults.
+eps=1e-12, 15 warm-up iterations at construction, and its order of updates: u from v, then v from
+the new u); Keras ``SpectralNormalization`` and Chainer's link hook do the same with other
+defaults. The older ``torch.nn.utils.spectral_norm`` updates v first.
 """
-import math
-
+from minireg import check
 from minireg import functional as F
 from minireg._config import no_grad
 from minireg.nn.conv import ConvTranspose2d
+from minireg.errors import ArgumentError, ShapeError
 from minireg.nn.module import Module
 from minireg.random import default_generator
 from minireg.tensor import Tensor
@@ -30,6 +31,16 @@ def call_with_weight(module, name, weight, *args, **kwargs):
         del module.__dict__[name]
 
 
+def wrapped_parameter(wrapper, module, name):
+    """``module``'s own parameter ``name``, which the wrapper class ``wrapper`` replaces on each call."""
+    check.instance(f"{wrapper}: module", module, Module, "a Module to wrap")
+    parameters = dict(module.named_parameters(recurse=False))
+    if name not in parameters:
+        raise ArgumentError(f"{wrapper}: {type(module).__name__} has no parameter {name!r}; its parameters are "
+                            f"{list(parameters)}{check.suggest(name, parameters)}")
+    return parameters[name]
+
+
 def _normalize(xp, x, eps):
     """x / max(||x||_2, eps), as torch.nn.functional.normalize."""
     return x / xp.clip(xp.sqrt(xp.sum(x * x)), eps, None)
@@ -42,7 +53,7 @@ class SpectralNorm(Module):
     ConvTranspose2d (weight (in, out, kh, kw): rows are output channels, as in torch) and 0 for
     everything else. Per call in training mode, ``n_power_iterations`` steps of
 
-        v <- normalize(W_mat^T u),   u <- normalize(W_mat v)
+        u <- normalize(W_mat v),   v <- normalize(W_mat^T u)
 
     update the buffers ``u`` (rows,) and ``v`` (cols,); eval mode uses them as stored. Then
     sigma = u^T W_mat v with u, v held constant, so gradients flow through sigma exactly as in
@@ -56,33 +67,26 @@ class SpectralNorm(Module):
     """
 
     def __init__(self, module, name="weight", n_power_iterations=1, eps=1e-12, dim=None):
-        if not isinstance(module, Module):
-            raise TypeError(f"SpectralNorm wraps a Module, got {type(module).__name__}")
-        weight = dict(module.named_parameters(recurse=False)).get(name)
-        if weight is None:
-            raise ValueError(f"SpectralNorm: {type(module).__name__} has no parameter {name!r}")
+        weight = wrapped_parameter("SpectralNorm", module, name)
         if weight.ndim < 2:
-            raise ValueError(f"SpectralNorm needs a weight with at least 2 dimensions, got {name!r} of shape "
+            raise ShapeError(f"SpectralNorm needs a weight with at least 2 dimensions, got {name!r} of shape "
                              f"{tuple(weight.shape)}")
-        if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) or n_power_iterations < 1:
-            raise ValueError(f"n_power_iterations must be an integer >= 1, got {n_power_iterations!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+        n_power_iterations = check.positive_int("SpectralNorm: n_power_iterations", n_power_iterations)
+        eps = check.positive("SpectralNorm: eps", eps)
         if dim is None:
             dim = 1 if isinstance(module, ConvTranspose2d) else 0
-        if isinstance(dim, bool) or not isinstance(dim, int) or not -weight.ndim <= dim < weight.ndim:
-            raise ValueError(f"dim must be an integer in [{-weight.ndim}, {weight.ndim}) for a weight of shape "
-                             f"{tuple(weight.shape)}, got {dim!r}")
+        dim = check.axis(f"SpectralNorm: dim (for a weight of shape {tuple(weight.shape)})", dim, weight.ndim)
         super().__init__()
         delattr(module, name)
         self.module = module
-        self.name, self.n_power_iterations, self.eps, self.dim = name, n_power_iterations, float(eps), dim % weight.ndim
+        self.name, self.n_power_iterations, self.eps, self.dim = name, n_power_iterations, eps, dim
         setattr(self, name + "_orig", weight)
         rows, cols = self._matrix(weight).shape
-        backend, generator = weight.backend, default_generator()
+        # Drawn on the host, like every initialiser, so the same seed gives the same start everywhere.
+        backend, dtype = weight.backend, weight.backend.numpy_dtype(weight.dtype)
         for buffer, size in (("u", rows), ("v", cols)):
-            start = _normalize(backend.xp, backend.random_normal(generator, (size,), weight.dtype), self.eps)
-            self.register_buffer(buffer, Tensor._make(start, backend))
+            draw = backend.from_numpy(default_generator().standard_normal(size).astype(dtype))
+            self.register_buffer(buffer, Tensor._make(_normalize(backend.xp, draw, self.eps), backend))
         self._power_iteration(_WARMUP_ITERATIONS)
 
     def _original(self):
@@ -100,8 +104,8 @@ class SpectralNorm(Module):
         xp = self.u.backend.xp
         u, v = self.u.data, self.v.data
         for _ in range(steps):
-            v = _normalize(xp, xp.matmul(u, mat), self.eps)
             u = _normalize(xp, xp.matmul(mat, v), self.eps)
+            v = _normalize(xp, xp.matmul(u, mat), self.eps)
         # New arrays, never in-place writes: a graph built in an earlier call keeps its own u and v.
         self.u.data, self.v.data = u, v
 
@@ -116,9 +120,14 @@ class SpectralNorm(Module):
         return self._original() / self.sigma()
 
     def forward(self, *args, **kwargs):
-        if self.training:
-            self._power_iteration(self.n_power_iterations)
-        return call_with_weight(self.module, self.name, self.compute_weight(), *args, **kwargs)
+        stored = self.u.data, self.v.data
+        try:
+            if self.training:
+                self._power_iteration(self.n_power_iterations)
+            return call_with_weight(self.module, self.name, self.compute_weight(), *args, **kwargs)
+        except Exception:
+            self.u.data, self.v.data = stored   # a call the wrapped layer refuses changes nothing
+            raise
 
     def extra_repr(self):
         return f"name={self.name!r}, n_power_iterations={self.n_power_iterations}, eps={self.eps}, dim={self.dim}"

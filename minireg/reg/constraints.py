@@ -2,7 +2,8 @@
 
 Every class implements ``project_(param)`` (in place on ``param.data``, through the backend's
 kernel table or array namespace, so the data never leaves its device) and
-``is_feasible(param, tol)``. Attach them with ``minireg.reg.base.Projection`` as optimizer hooks.
+``is_feasible(param, tol)``. Attach them with ``minireg.reg.attach`` (or a layer's
+``weight_constraint``); the optimizer projects after each update.
 
 Units and ``axis``. Norm constraints act on *units*:
 
@@ -17,18 +18,18 @@ Dense kernel is our ``"columns"``. ``torch.renorm(w, 2, 0, c)`` is our rows.
 
 Feasibility is checked with a slack of ``tol * max(1, |bound|)``: absolute for bounds up to 1,
 relative beyond, so float32 rounding of a projected point still counts as feasible.
+
+Unit norms are accumulated in float64 whatever the parameter's dtype (as the compiled kernels
+do), so float32 units with entries near 1e20 (whose squares overflow float32) or 1e-20 (whose
+squares underflow to 0) are measured and rescaled correctly.
 """
 import math
 
-from minireg.reg.base import Constraint, check_strength
+from minireg import check
+from minireg.errors import ArgumentError, ShapeError
+from minireg.reg.base import Constraint
 
 _AXES = ("rows", "columns")
-
-
-def _check_axis(axis):
-    if axis not in _AXES:
-        raise ValueError(f"axis must be one of {_AXES}, got {axis!r}")
-    return axis
 
 
 def _slack(bound, tol):
@@ -46,9 +47,14 @@ def _units(xp, data, axis):
     return xp.reshape(data, (data.shape[0] if axis == "rows" else 1, -1))
 
 
+def _row_norms(xp, units, keepdims=False):
+    """The L2 norm of each row of the 2-D ``units``, accumulated in float64 (see the module docstring)."""
+    wide = xp.astype(units, xp.float64)
+    return xp.sqrt(xp.sum(wide * wide, axis=1, keepdims=keepdims))
+
+
 def _unit_norms(xp, data, axis):
-    units = _units(xp, data, axis)
-    return xp.sqrt(xp.sum(units * units, axis=1))
+    return _row_norms(xp, _units(xp, data, axis))
 
 
 def _rescale_units_(param, axis, kernel):
@@ -72,18 +78,19 @@ class _UnitConstraint(Constraint):
     """A constraint on the norm of each unit (see the module docstring for ``axis``)."""
 
     def _check_rank(self, param):
+        """A ShapeError unless ``param`` has units along ``axis``."""
         ok = param.ndim >= 2 if self.axis == "rows" else param.ndim == 2
         if not ok:
             expected = ("a weight with at least 2 dimensions (out, in, ...)" if self.axis == "rows"
                         else "a 2-D weight (out, in)")
-            raise ValueError(f"{self!r} needs {expected}, got a parameter of shape {tuple(param.shape)}")
+            raise ShapeError(f"{self!r} needs {expected}, got a parameter of shape {tuple(param.shape)}")
 
 
 class WeightClip(Constraint):
     """w <- clip(w, -c, c), the box [-c, c] (WGAN critic, Arjovsky et al. 2017: c = 0.01)."""
 
     def __init__(self, c=0.01, select=None):
-        c = check_strength("c", c)
+        c = check.nonnegative("WeightClip: c", c)
         super().__init__(select)
         self.c = c
 
@@ -111,8 +118,8 @@ class MaxNorm(_UnitConstraint):
     2014, who find c = 3 to 4 typical). Default c = 3; Keras ``MaxNorm`` defaults to 2."""
 
     def __init__(self, max_value=3.0, axis="rows", select=None):
-        max_value = check_strength("max_value", max_value)
-        axis = _check_axis(axis)
+        max_value = check.nonnegative("MaxNorm: max_value", max_value)
+        axis = check.choice(f"{type(self).__name__}: axis", axis, _AXES)
         super().__init__(select)
         self.max_value, self.axis = max_value, axis
 
@@ -137,22 +144,22 @@ class MinMaxNorm(_UnitConstraint):
     """
 
     def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis="rows", select=None):
-        min_value, max_value = check_strength("min_value", min_value), check_strength("max_value", max_value)
+        min_value = check.nonnegative("MinMaxNorm: min_value", min_value)
+        max_value = check.nonnegative("MinMaxNorm: max_value", max_value)
         if min_value > max_value:
-            raise ValueError(f"min_value must be <= max_value, got min_value={min_value!r}, max_value={max_value!r}")
-        rate = check_strength("rate", rate, allow_zero=False)
-        if rate > 1:
-            raise ValueError(f"rate must be in (0, 1], got {rate!r}")
-        axis = _check_axis(axis)
+            raise ArgumentError(f"MinMaxNorm: min_value must be <= max_value, got min_value={min_value!r}, "
+                                f"max_value={max_value!r}")
+        rate = check.real("MinMaxNorm: rate", rate, low=0, high=1, low_open=True)
+        axis = check.choice(f"{type(self).__name__}: axis", axis, _AXES)
         super().__init__(select)
         self.min_value, self.max_value, self.rate, self.axis = min_value, max_value, rate, axis
 
     def _rescale_(self, xp, units):
-        norms = xp.sqrt(xp.sum(units * units, axis=1, keepdims=True))
+        norms = _row_norms(xp, units, keepdims=True)   # float64, so is the factor until the last step
         desired = self.rate * xp.clip(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
         nonzero, ones = norms > 0, xp.ones_like(norms)
         # The inner where keeps zero norms out of the division.
-        units *= xp.where(nonzero, desired / xp.where(nonzero, norms, ones), ones)
+        units *= xp.astype(xp.where(nonzero, desired / xp.where(nonzero, norms, ones), ones), units.dtype)
         return units
 
     def project_(self, param):
@@ -182,7 +189,7 @@ class L2Ball(Constraint):
     """w <- w * min(1, r / ||w||_2) over the whole tensor (optax ``projection_l2_ball``)."""
 
     def __init__(self, radius, select=None):
-        radius = check_strength("radius", radius, allow_zero=False)
+        radius = check.positive("L2Ball: radius", radius)
         super().__init__(select)
         self.radius = radius
 
@@ -200,7 +207,7 @@ class L1Ball(Constraint):
     theta from the sorted |w| (Duchi et al. 2008; optax ``projection_l1_ball``)."""
 
     def __init__(self, radius, select=None):
-        radius = check_strength("radius", radius, allow_zero=False)
+        radius = check.positive("L1Ball: radius", radius)
         super().__init__(select)
         self.radius = radius
 
@@ -220,8 +227,7 @@ class TopK(Constraint):
     """
 
     def __init__(self, k, select=None):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        k = check.positive_int("TopK: k", k)
         super().__init__(select)
         self.k = k
 

@@ -166,12 +166,3 @@ def test_repr_like_pytorch(layer, text):
 def test_bad_input_shapes_name_the_layer(layer, shape, message):
     with pytest.raises(mr.ShapeError, match=message):
         layer(mr.tensor(np.zeros(shape, np.float32)))
-
-
-def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="groups=2 must divide in_channels=3"):
-        Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(ValueError, match="kernel_size must be"):
-        Conv2d(3, 4, 0)
-    with pytest.raises(ValueError, match="only mode='nearest'"):
-        Upsample(mode="bilinear")

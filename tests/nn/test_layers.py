@@ -150,3 +150,98 @@ def test_initialisers_have_the_documented_statistics():
     np.testing.assert_allclose(w.numpy().T @ w.numpy(), np.eye(300), atol=1e-10)
     with pytest.raises(ValueError, match="nonlinearity"):
         nn.init.calculate_gain("swish")
+
+
+# -- the dtype rule (minireg.nn docstring): input dtype == parameter dtype, no silent promotion ------
+
+def float32_layers():
+    """(layer, a valid float32 input shape) for every layer that owns parameters or buffers."""
+    return [
+        (nn.Linear(3, 2), (4, 3)),
+        (nn.Conv2d(2, 3, 3), (1, 2, 5, 5)),
+        (nn.ConvTranspose2d(2, 3, 3), (1, 2, 4, 4)),
+        (nn.BatchNorm1d(3), (4, 3)),
+        (nn.BatchNorm2d(2, affine=False), (2, 2, 3, 3)),
+        (nn.LayerNorm(3), (2, 3)),
+        (nn.SpectralNorm(nn.Linear(3, 2)), (4, 3)),
+        (nn.DropConnect(nn.Linear(3, 2)), (4, 3)),
+    ]
+
+
+@pytest.mark.parametrize("layer, shape", float32_layers(), ids=lambda v: type(v).__name__ if isinstance(v, nn.Module)
+                         else None)
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int64", "int32", "bool"])
+def test_an_input_of_another_dtype_is_refused_naming_layer_dtypes_and_fix(layer, shape, dtype):
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    with pytest.raises(mr.DTypeError) as info:
+        layer(np.ones(shape, dtype=dtype))
+    message = str(info.value)
+    inner = layer.module if isinstance(layer, (nn.SpectralNorm, nn.DropConnect)) else layer
+    assert message.startswith(type(inner).__name__ + "(")
+    assert f"input dtype {dtype}" in message and "parameter dtype float32" in message
+    assert "x.astype('float32')" in message
+    assert ("model.astype('float64')" in message) == (dtype == "float64")
+    for key, value in layer.state_dict().items():   # running statistics untouched
+        np.testing.assert_array_equal(value, before[key])
+
+
+@pytest.mark.parametrize("layer, shape", float32_layers() + [(nn.Dropout(0.5), (2, 3)), (nn.GaussianNoise(0.1), (2, 3))],
+                         ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else None)
+def test_complex_input_is_refused_and_the_layers_own_dtype_passes(layer, shape):
+    with pytest.raises(mr.DTypeError, match=r"complex input \(complex64\) is not supported"):
+        layer(np.ones(shape, dtype=np.complex64))
+    assert layer(np.ones(shape, dtype=np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("layer", [nn.Dropout(0.5), nn.SpatialDropout2d(0.5), nn.GaussianNoise(0.1),
+                                   nn.GaussianDropout(0.2), nn.BatchNorm2d(2, affine=False, track_running_stats=False)],
+                         ids=lambda m: type(m).__name__)
+def test_parameter_free_noise_layers_need_floating_input_of_any_precision(layer):
+    x = np.ones((3, 2, 2, 2))
+    with pytest.raises(mr.DTypeError, match="expected floating input, got dtype int64"):
+        layer(x.astype(np.int64))
+    for dtype in (np.float32, np.float64):
+        assert layer(x.astype(dtype)).dtype == dtype
+
+
+def test_python_lists_take_the_layers_dtype_and_astype_converts_the_model():
+    mr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 1))
+    assert model([[1, 2], [3, 4]]).dtype == np.float32          # Python ints: no dtype of their own
+    weight = model[0].weight
+    data_before, version = weight.numpy().copy(), weight._version
+    assert model.astype("float64") is model
+    assert model[0].weight is weight and weight.dtype == np.float64 and weight._version == version + 1
+    np.testing.assert_array_equal(weight.numpy(), data_before.astype(np.float64))
+    assert all(t.dtype == np.float64 for t in list(model.parameters()) + list(model.buffers()))
+    assert model(np.ones((2, 2))).dtype == np.float64
+    with pytest.raises(mr.DTypeError, match="input dtype float32 does not match the layer's parameter dtype float64"):
+        model(np.ones((2, 2), np.float32))
+
+
+def test_embedding_indices_must_be_integers():
+    emb = nn.Embedding(4, 2)
+    assert emb(np.array([0, 3], dtype=np.int32)).shape == (2, 2)
+    for bad in (np.array([1.0]), np.array([True]), mr.tensor([1.0])):
+        with pytest.raises(mr.DTypeError, match=r"Embedding\(4, 2\): indices must be integers"):
+            emb(bad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_running_statistics_keep_the_layers_dtype(dtype, affine):
+    bn = nn.BatchNorm1d(3, affine=affine, dtype=dtype)
+    assert bn.running_mean.dtype == dtype and bn.running_var.dtype == dtype
+    versions = (bn.running_mean._version, bn.running_var._version)
+    bn(rng.normal(size=(5, 3)).astype(dtype))
+    assert bn.running_mean.dtype == dtype and bn.running_var.dtype == dtype
+    assert (bn.running_mean._version, bn.running_var._version) == (versions[0] + 1, versions[1] + 1)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_batch_norm_momentum_bounds_are_allowed(momentum):
+    bn = nn.BatchNorm1d(2, momentum=momentum, dtype="float64")
+    x = rng.normal(size=(6, 2))
+    bn(x)
+    expected = x.mean(axis=0) if momentum == 1.0 else np.zeros(2)
+    np.testing.assert_allclose(bn.running_mean.numpy(), expected, atol=1e-15)

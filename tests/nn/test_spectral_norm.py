@@ -6,6 +6,7 @@ import pytest
 
 import minireg as mr
 from minireg import nn
+from minireg.errors import MiniregError
 from minireg.nn.spectral_norm import SpectralNorm
 from minireg.testing import gradcheck, gradgradcheck
 
@@ -164,17 +165,11 @@ def test_same_numbers_on_every_backend(backend):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"name": "bias"}, ValueError, r"at least 2 dimensions, got 'bias' of shape \(3,\)"),
-    ({"name": "kernel"}, ValueError, "Linear has no parameter 'kernel'"),
-    ({"n_power_iterations": 0}, ValueError, "n_power_iterations must be an integer >= 1, got 0"),
-    ({"eps": 0.0}, ValueError, "eps must be a finite number > 0, got 0.0"),
-    ({"dim": 2}, ValueError, r"dim must be an integer in \[-2, 2\) for a weight of shape \(3, 4\), got 2"),
-])
-def test_invalid_arguments_leave_the_module_untouched(kwargs, error, message):
+@pytest.mark.parametrize("kwargs", [{"name": "bias"}, {"name": "kernel"}, {"n_power_iterations": 0}, {"eps": 0.0},
+                                    {"dim": 2}])
+def test_invalid_arguments_leave_the_module_untouched(kwargs):
     linear = nn.Linear(4, 3)
-    with pytest.raises(error, match=message):
+    with pytest.raises(MiniregError):     # messages: tests/nn/test_bad_arguments.py
         SpectralNorm(linear, **kwargs)
     assert [name for name, _ in linear.named_parameters()] == ["weight", "bias"]
-    with pytest.raises(TypeError, match="SpectralNorm wraps a Module, got Parameter"):
-        SpectralNorm(linear.weight)
+    assert "weight" in linear._parameters and not linear._buffers
