@@ -13,7 +13,7 @@ from minireg.function import Function
 from minireg.functional import (abs, clip, concatenate, elu, exp, flatten, leaky_relu, log, log_softmax, logsumexp,
                                 matmul, maximum, mean, minimum, pad, relu, reshape, sigmoid, sign, softmax, softplus,
                                 sqrt, stack, tanh, transpose, where)
-from minireg.random import manual_seed
+from minireg.random import manual_seed, rand, randint, randn
 from minireg.tensor import Tensor, tensor
 from minireg import nn  # noqa: E402  (after the engine, which nn builds on)
 from minireg import optim, reg  # noqa: E402

@@ -13,6 +13,7 @@ Differences from PyTorch, on purpose:
 """
 import numpy as np
 
+from minireg import backend as _backends
 from minireg import functional as F
 from minireg.errors import ArgumentError, DeviceError, ShapeError
 from minireg.tensor import Tensor, as_tensor, tensor
@@ -80,11 +81,13 @@ def _is_integer(dtype, backend):
     return backend.numpy_dtype(dtype).kind in "iu"
 
 
-def _min_max(labels, backend):
-    if isinstance(labels, np.ndarray):
-        return int(labels.min()), int(labels.max())
-    xp = backend.xp
-    return tuple(backend.to_numpy(xp.stack([xp.min(labels), xp.max(labels)])).tolist())
+def _check_label_range(labels, num_classes, backend, name):
+    """Host labels (and any on the CPU) are checked at once. Labels on a device are checked with one
+    reduction whose result is read at the next explicit read from the device (logging time), not
+    with a sync per step; MINIREG_SYNC_CHECKS=1 reads it at once (``Backend.check_in_range``)."""
+    checker = backend if backend.owns(labels) else _backends.get_backend("numpy")
+    checker.check_in_range(labels, 0, num_classes, ArgumentError,
+                           f"{name}: label {{value}} is out of range [0, {num_classes}) for {num_classes} classes")
 
 
 def class_labels(target, num_rows, num_classes, backend, name):
@@ -106,11 +109,7 @@ def class_labels(target, num_rows, num_classes, backend, name):
                             f"{backend.numpy_dtype(labels.dtype)}{hint}")
     if tuple(labels.shape) != (num_rows,):
         raise ShapeError(f"{name}: expected {num_rows} labels of shape ({num_rows},), got shape {tuple(labels.shape)}")
-    if num_rows:
-        low, high = _min_max(labels, backend)
-        if low < 0 or high >= num_classes:
-            raise ArgumentError(f"{name}: label {low if low < 0 else high} is out of range [0, {num_classes}) "
-                                f"for {num_classes} classes")
+    _check_label_range(labels, num_classes, backend, name)
     return labels if backend.owns(labels) else backend.asarray(labels)
 
 

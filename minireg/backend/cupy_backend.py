@@ -1,8 +1,20 @@
-"""CuPy on one CUDA GPU. CuPy is imported only when this backend is first asked for."""
+"""CuPy on one CUDA GPU. CuPy is imported only when this backend is first asked for.
+
+No host round-trips inside ops: the namespace ``xp`` is array_api_compat's CuPy namespace with
+``clip`` and ``sign`` replaced by one-pass CUDA kernels (the compat versions use masked
+assignment, which reads each mask's count back to the host) and ``take`` bounds-checked; sliding
+windows are one ``as_strided`` view (CuPy's ``sliding_window_view`` uploads the window shape and
+syncs); padding is a fill plus a copy; Python scalars become device arrays with a fill kernel, not
+an upload; random numbers come from a ``cupy.random.Generator`` on the device (see minireg.random).
+Out-of-range indices, which CuPy wraps modulo the axis size, and class labels are checked on the
+device and read at the next explicit read (``Backend.check_in_range``).
+"""
+import numbers
+
 import numpy as np
 
-from minireg.backend.base import Backend, strided_windows
-from minireg.errors import BackendUnavailableError
+from minireg.backend.base import Backend, NamespaceOverlay, strided_windows, where_clip
+from minireg.errors import BackendUnavailableError, CheckpointError
 
 
 def cupy_status():
@@ -23,6 +35,10 @@ def cupy_status():
     return True, ""
 
 
+def _is_number(value):
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
 class CupyBackend(Backend):
     name = "cupy"
 
@@ -30,11 +46,14 @@ class CupyBackend(Backend):
         available, reason = cupy_status()
         if not available:
             raise BackendUnavailableError(f"cannot use the 'cupy' backend: {reason}")
-        import array_api_compat.cupy as xp
+        import array_api_compat.cupy as compat
         import cupy
         import cupyx
 
-        self._cupy, self._cupyx = cupy, cupyx
+        from minireg.kernels import cuda
+
+        self._cupy, self._cupyx, self._cuda = cupy, cupyx, cuda
+        xp = NamespaceOverlay(compat, clip=self._clip, sign=self._sign, take=self.take)
         super().__init__(xp, device=cupy.cuda.Device(device_id))
 
     def _make_kernels(self):
@@ -48,11 +67,26 @@ class CupyBackend(Backend):
     def owns(self, array):
         return isinstance(array, self._cupy.ndarray) and array.device == self.device
 
+    # -- namespace replacements ------------------------------------------------------------------
+    def _clip(self, x, /, min=None, max=None):
+        if self._cuda.is_float_array(x) and _is_number(min) and _is_number(max):
+            return self._cuda.clip(x, min, max)
+        return where_clip(self._namespace, x, min, max)
+
+    def _sign(self, x, /):
+        if self._cuda.is_float_array(x):
+            return self._cuda.sign(x)
+        return self._cupy.sign(x)            # integers: no NaN to patch, so CuPy's own sign is right
+
+    # -- creation and transfer -------------------------------------------------------------------
     def asarray(self, obj, dtype=None):
         with self.device:
+            if isinstance(obj, (bool, int, float, np.generic)):
+                # a fill kernel with the value as its argument: no host-to-device copy
+                return self._cupy.full((), obj, dtype=dtype if dtype is not None else np.asarray(obj).dtype)
             return self._cupy.asarray(obj, dtype=dtype)
 
-    def to_numpy(self, array):
+    def _to_host(self, array):
         return self._cupy.asnumpy(array)
 
     def zeros(self, shape, dtype):
@@ -77,17 +111,66 @@ class CupyBackend(Backend):
     def owns_buffer(self, array):
         return array.base is None and array.flags.c_contiguous
 
+    # -- random numbers: cupy.random.Generator (cuRAND XORWOW states on the device) ----------------
+    def make_generator(self, seed_sequence):
+        with self.device:
+            return self._cupy.random.Generator(self._cupy.random.XORWOW(seed_sequence))
+
+    def _stream_draw(self, kind, generator, shape, dtype, a, b):
+        with self.device:
+            if kind == "integers":
+                return generator.integers(a, b, size=shape, dtype=dtype)
+            if kind == "uniform":
+                y = generator.random(shape, dtype=dtype)
+                scale, shift = b - a, a
+            else:
+                y = generator.standard_normal(shape, dtype=dtype)
+                scale, shift = b, a
+            if scale != 1:
+                y *= scale
+            if shift != 0:
+                y += shift
+            return y
+
+    def generator_state(self, generator):
+        bit_generator = generator.bit_generator
+        return {"bit_generator": type(bit_generator).__name__,
+                "curand_states": self._cupy.asnumpy(self._curand_states(bit_generator))}
+
+    def set_generator_state(self, generator, state):
+        states = self._curand_states(generator.bit_generator)
+        saved = np.asarray(state["curand_states"])
+        if state["bit_generator"] != type(generator.bit_generator).__name__ or saved.nbytes != states.nbytes:
+            raise CheckpointError(f"the random state for {self.device_name} holds {saved.nbytes} bytes of "
+                                  f"{state['bit_generator']} states, but this GPU's stream has {states.nbytes} "
+                                  f"bytes of {type(generator.bit_generator).__name__} states (saved on another "
+                                  f"GPU model?)")
+        states[...] = self._cupy.asarray(saved.view(states.dtype))
+
+    def _curand_states(self, bit_generator):
+        # CuPy keeps the cuRAND states in a private int8 device array; one per parallel thread, so
+        # the stream depends on the GPU model (its multiprocessor count) as well as on the seed.
+        try:
+            return bit_generator._state
+        except AttributeError as exc:
+            raise CheckpointError(f"this CuPy version ({self._cupy.__version__}) keeps its random "
+                                  f"generator state where minireg cannot read it") from exc
+
+    # -- primitives -------------------------------------------------------------------------------
     def scatter_add(self, target, index, values):
+        self.check_index(index, target.shape)      # cupyx.scatter_add wraps out-of-range indices
         out = target.copy()
         self._cupyx.scatter_add(out, index, values)
         return out
 
     def pad(self, x, pad_width, value=0.0):
-        return self._cupy.pad(x, pad_width, constant_values=value)
+        shape = tuple(n + before + after for n, (before, after) in zip(x.shape, pad_width))
+        out = self.full(shape, value, x.dtype)
+        out[tuple(slice(before, before + n) for n, (before, _) in zip(x.shape, pad_width))] = x
+        return out
 
     def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
-        return strided_windows(self._cupy.lib.stride_tricks.sliding_window_view, x, window_shape, axes, strides,
-                               dilations)
+        return strided_windows(self._cupy.lib.stride_tricks.as_strided, x, window_shape, axes, strides, dilations)
 
     def synchronize(self):
         self.device.synchronize()

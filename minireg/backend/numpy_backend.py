@@ -4,6 +4,10 @@ import numpy as np
 from minireg.backend.base import Backend, strided_windows
 
 
+def _as_strided_read_only(x, shape, strides):
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+
+
 class NumpyBackend(Backend):
     name = "numpy"
 
@@ -47,6 +51,19 @@ class NumpyBackend(Backend):
     def dtype(self, name):
         return np.dtype(name)
 
+    # The host is this backend's device: checks run at once, and NumPy raises on bad indices itself.
+    def check_in_range(self, values, low, high, error, message):
+        if values.size:
+            smallest, largest = values.min(), values.max()
+            if smallest < low or largest >= high:
+                raise error(message.format(value=int(smallest) if smallest < low else int(largest)))
+
+    def check_index(self, index, shape):
+        pass
+
+    def take(self, x, index, axis=None):
+        return np.take(x, index, axis=axis)
+
     def scatter_add(self, target, index, values):
         out = target.copy()
         np.add.at(out, index, values)
@@ -56,4 +73,4 @@ class NumpyBackend(Backend):
         return np.pad(x, pad_width, constant_values=value)
 
     def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
-        return strided_windows(np.lib.stride_tricks.sliding_window_view, x, window_shape, axes, strides, dilations)
+        return strided_windows(_as_strided_read_only, x, window_shape, axes, strides, dilations)

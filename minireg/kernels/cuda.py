@@ -57,6 +57,46 @@ _ELEMENTWISE = {
 }
 
 
+# Out-of-place kernels behind the CuPy backend's array namespace (minireg.backend.cupy_backend):
+# array_api_compat's CuPy clip and sign use masked assignment, whose mask count CuPy reads back to
+# the host (a sync per bound); these are one pass each with no sync.
+# name: (input params, output param, body)
+_OUT_OF_PLACE = {
+    "clip": ("T x, T lo, T hi", "T y", "y = minireg_clip(x, lo, hi)"),
+    "clip_min": ("T x, T lo", "T y", "y = x < lo ? lo : x"),     # NaN passes through
+    "clip_max": ("T x, T hi", "T y", "y = x > hi ? hi : x"),
+    "sign": ("T x", "T y", "y = minireg_sign(x)"),
+}
+
+
+@functools.cache
+def _out_of_place_kernel(name):
+    in_params, out_params, body = _OUT_OF_PLACE[name]
+    return cupy.ElementwiseKernel(in_params, out_params, body, name=f"minireg_{name}", preamble=_PREAMBLE)
+
+
+def is_float_array(x):
+    """Whether ``x`` is a float32/float64 CuPy array (what the kernels here are compiled for)."""
+    return type(x) is cupy.ndarray and x.dtype in _FLOAT_DTYPES
+
+
+def clip(x, lo, hi):
+    """``clip(x, lo, hi)`` for a float32/float64 CuPy array and Python-number bounds (either may be
+    None); a new array of x's dtype, NaN passing through as in numpy.clip."""
+    if lo is None and hi is None:
+        return x.copy()
+    if hi is None:
+        return _out_of_place_kernel("clip_min")(x, float(lo))
+    if lo is None:
+        return _out_of_place_kernel("clip_max")(x, float(hi))
+    return _out_of_place_kernel("clip")(x, float(lo), float(hi))
+
+
+def sign(x):
+    """sign(x) for a float32/float64 CuPy array: -1, 0 or 1, and NaN for NaN (the array API's rule)."""
+    return _out_of_place_kernel("sign")(x)
+
+
 @functools.cache
 def _kernel(name):
     in_params, out_params, body = _ELEMENTWISE[name]
