@@ -144,6 +144,8 @@ def randint(low, high=None, size=(), dtype="int64"):
     """A tensor of integers uniform in [low, high) (``randint(high, size)``: in [0, high)) on the
     current backend, from its device stream."""
     from minireg.backend import current_backend
+    if isinstance(high, (tuple, list)):          # randint(high, size), as in torch
+        high, size = None, high
     if high is None:
         low, high = 0, low
     low, high = check.integer("randint: low", low), check.integer("randint: high", high)
