@@ -120,9 +120,35 @@ def test_collate_single_fields_and_tensors():
     np.testing.assert_array_equal(batch, [[1, 1], [0, 0]])
 
 
-def test_loader_rejects_empty_dataset():
-    with pytest.raises(ValueError, match="empty"):
-        DataLoader(TensorDataset(X[:0]))
+def test_device_samples_are_collated_on_their_device():
+    device = fake_device()   # refuses implicit host conversion, as CuPy does
+
+    class OnDevice(Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return mr.tensor(device.asarray(np.full(2, i, dtype=np.float32))), device.asarray(np.int64(i)), i
+
+    xb, yb, ib = next(iter(DataLoader(OnDevice(), batch_size=3)))
+    assert xb.backend is device and yb.backend is device and ib.backend.name == "numpy"
+    np.testing.assert_array_equal(xb.numpy(), [[0, 0], [1, 1], [2, 2]])
+    np.testing.assert_array_equal(yb.numpy(), [0, 1, 2])
+    with pytest.raises(mr.DeviceError, match="collate: a batch mixes samples on fake:device1"):
+        collate([mr.tensor(device.asarray(np.ones(2))), np.zeros(2)])
+
+
+def test_reprs_say_what_is_inside():
+    dataset = TensorDataset(X, Y)
+    assert repr(dataset) == "TensorDataset(10 samples: float32 (10, 3), int64 (10,))"
+    on_device = TensorDataset(mr.tensor(fake_device().asarray(X)))
+    assert repr(on_device) == "TensorDataset(10 samples: float32 (10, 3) on fake:device1)"
+    loader = DataLoader(dataset, batch_size=4, shuffle=True)
+    assert repr(loader) == ("DataLoader(TensorDataset(10 samples: float32 (10, 3), int64 (10,)), batch_size=4, "
+                            "shuffle=True, drop_last=False: 3 batches)")
+    assert repr(Subset(dataset, [1, 2])) == f"Subset(2 of the samples of {dataset!r})"
+    assert repr(Standardizer()) == "Standardizer(not fitted)"
+    assert repr(Standardizer().fit(X)) == "Standardizer(axis=0, statistics of shape (1, 3))"
 
 
 # ---- random_split ---------------------------------------------------------------------------------

@@ -57,6 +57,36 @@ def test_forward_is_the_wrapped_layer_with_the_normalized_weight():
     assert {id(p) for p in sn.parameters()} == {id(weight), id(linear.bias)}
 
 
+def test_power_iteration_updates_u_from_v_then_v_from_the_new_u_as_torch_parametrizations():
+    # torch.nn.utils.parametrizations.spectral_norm, _SpectralNorm._power_method: per iteration
+    # u = normalize(W v), then v = normalize(W^T u) (the older torch.nn.utils.spectral_norm does v first).
+    mr.manual_seed(4)
+    sn = SpectralNorm(nn.Linear(3, 2, dtype="float64"), n_power_iterations=2)
+    w = sn.weight_orig.numpy()
+    u0, v0 = np.array([1.0, 0.0]), np.array([0.0, 1.0, 1.0]) / np.sqrt(2)
+    sn.u.data, sn.v.data = u0.copy(), v0.copy()
+    sn(mr.tensor(np.ones((1, 3))))
+    u, v = u0, v0
+    for _ in range(2):
+        u = w @ v / np.linalg.norm(w @ v)
+        v = w.T @ u / np.linalg.norm(w.T @ u)
+    np.testing.assert_allclose(sn.u.numpy(), u, rtol=1e-13)
+    np.testing.assert_allclose(sn.v.numpy(), v, rtol=1e-13)
+    v_first = w.T @ u0 / np.linalg.norm(w.T @ u0)        # the other order gives other vectors
+    assert not np.allclose(w @ v_first / np.linalg.norm(w @ v_first), w @ v0 / np.linalg.norm(w @ v0))
+    np.testing.assert_allclose(sn.sigma().item(), u @ w @ v, rtol=1e-13)
+
+
+def test_a_refused_input_leaves_u_and_v_unchanged():
+    sn = SpectralNorm(nn.Linear(3, 2))
+    u, v = sn.u.numpy().copy(), sn.v.numpy().copy()
+    for bad in (np.ones((2, 3)), np.ones((2, 4), np.float32)):     # float64 into float32; wrong width
+        with pytest.raises(MiniregError):
+            sn(bad)
+        np.testing.assert_array_equal(sn.u.numpy(), u)
+        np.testing.assert_array_equal(sn.v.numpy(), v)
+
+
 def test_eval_keeps_u_and_v_and_train_updates_them():
     mr.manual_seed(2)
     sn = SpectralNorm(nn.Linear(5, 4, dtype="float64"))
