@@ -39,9 +39,19 @@ def _length(arrays, what):
     return lengths[0]
 
 
+def _on_host(values):
+    """Indices or labels as a NumPy array: device data (Tensors, CuPy arrays) is copied explicitly
+    through its backend, host data converted as NumPy does."""
+    if isinstance(values, Tensor):
+        return values.numpy()
+    if isinstance(values, (np.ndarray, np.generic, list, tuple, range, numbers.Number)):
+        return np.asarray(values)
+    return backend_of(values).to_numpy(values)
+
+
 def _take(array, indices):
-    """``array[indices]`` along axis 0 for a NumPy array or an array of any registered backend."""
-    if isinstance(array, np.ndarray):
+    """``array[indices]`` along axis 0 for a NumPy array, a Tensor or an array of any registered backend."""
+    if isinstance(array, (np.ndarray, Tensor)):
         return array[indices]
     backend = backend_of(array)
     return backend.xp.take(array, backend.asarray(indices), axis=0)
@@ -89,7 +99,7 @@ class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``."""
 
     def __init__(self, dataset, indices):
-        indices = np.asarray(indices)
+        indices = _on_host(indices)
         if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
             raise ArgumentError(f"Subset: indices must be a 1-d sequence of integers, got shape {indices.shape} "
                                 f"and dtype {indices.dtype}")
@@ -232,7 +242,8 @@ def train_val_split(*arrays, val_fraction=0.1, seed=0, stratify=None):
                               high_open=True)
     seed = check.integer("train_val_split: seed", seed, low=0)
     arrays = [a if hasattr(a, "shape") else np.asarray(a) for a in arrays]
-    n = _length(arrays + ([np.asarray(stratify)] if stratify is not None else []), "train_val_split")
+    stratify = None if stratify is None else _on_host(stratify)
+    n = _length(arrays + ([stratify] if stratify is not None else []), "train_val_split")
     n_val = math.ceil(n * val_fraction)
     if n_val >= n:
         raise ArgumentError(f"train_val_split: val_fraction={val_fraction} of {n} samples leaves none for training")
@@ -240,11 +251,11 @@ def train_val_split(*arrays, val_fraction=0.1, seed=0, stratify=None):
     if stratify is None:
         val = rng.permutation(n)[:n_val]
     else:
-        val = _stratified_val_indices(np.asarray(stratify), n_val, rng)
+        val = _stratified_val_indices(stratify, n_val, rng)
     in_val = np.zeros(n, dtype=bool)
     in_val[val] = True
     train, val = rng.permutation(np.flatnonzero(~in_val)), rng.permutation(val)
-    return tuple(a[train] for a in arrays), tuple(a[val] for a in arrays)
+    return tuple(_take(a, train) for a in arrays), tuple(_take(a, val) for a in arrays)
 
 
 class Standardizer:

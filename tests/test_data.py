@@ -138,6 +138,18 @@ def test_device_samples_are_collated_on_their_device():
         collate([mr.tensor(device.asarray(np.ones(2))), np.zeros(2)])
 
 
+def test_train_val_split_keeps_device_arrays_on_their_device():
+    device = fake_device()
+    (x_train, y_train), (x_val, y_val) = train_val_split(device.asarray(X), device.asarray(Y), val_fraction=0.3,
+                                                         seed=1, stratify=device.asarray(Y))
+    (hx_train, _), (hx_val, hy_val) = train_val_split(X, Y, val_fraction=0.3, seed=1, stratify=Y)
+    assert all(device.owns(a) for a in (x_train, y_train, x_val, y_val))
+    np.testing.assert_array_equal(device.to_numpy(x_train), hx_train)
+    np.testing.assert_array_equal(device.to_numpy(y_val), hy_val)
+    subset = Subset(TensorDataset(X), mr.tensor(device.asarray(np.array([3, 1]))))   # indices from a device
+    np.testing.assert_array_equal(subset.indices, [3, 1])
+
+
 def test_reprs_say_what_is_inside():
     dataset = TensorDataset(X, Y)
     assert repr(dataset) == "TensorDataset(10 samples: float32 (10, 3), int64 (10,))"
