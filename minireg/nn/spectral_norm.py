@@ -43,7 +43,7 @@ def wrapped_parameter(wrapper, module, name):
 
 def _normalize(xp, x, eps):
     """x / max(||x||_2, eps), as torch.nn.functional.normalize."""
-    return x / xp.clip(xp.sqrt(xp.sum(x * x)), eps, None)
+    return x / xp.maximum(xp.sqrt(xp.sum(x * x)), eps)   # maximum, not clip: CuPy's compat clip syncs
 
 
 class SpectralNorm(Module):
