@@ -7,8 +7,9 @@ from minireg._info import show_config
 from minireg.autograd import grad
 from minireg.checkpoint import load, save
 from minireg.backend import available_backends, current_backend, get_backend, set_backend, using_backend
-from minireg.errors import (BackendUnavailableError, DeviceError, DTypeError, GradcheckError, GraphError,
-                            MiniregError, NonFiniteError, ShapeError)
+from minireg.errors import (ArgumentError, ArgumentTypeError, BackendUnavailableError, CheckpointError, DeviceError,
+                            DTypeError, GradcheckError, GraphError, IndexOutOfRangeError, MiniregError,
+                            NonFiniteError, ShapeError)
 from minireg.function import Function
 from minireg.functional import (abs, clip, concatenate, elu, exp, flatten, leaky_relu, log, log_softmax, logsumexp,
                                 matmul, maximum, mean, minimum, pad, relu, reshape, sigmoid, sign, softmax, softplus,

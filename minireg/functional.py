@@ -11,9 +11,11 @@ at 0; max/min/maximum/minimum split the gradient evenly between tied elements.
 """
 import builtins
 import math
+import numbers
 
+from minireg import check
 from minireg.function import Function
-from minireg.errors import ShapeError
+from minireg.errors import ArgumentError, DTypeError, IndexOutOfRangeError, ShapeError
 from minireg.tensor import Tensor, as_tensor, tensor
 
 
@@ -24,15 +26,9 @@ def _t(x, like=None):
     return as_tensor(x, like) if like is not None else tensor(x)
 
 
-def _axes(axis, ndim):
-    """Normalize None | int | tuple into a sorted tuple of non-negative axes."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise ShapeError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+def _axes(axis, ndim, op):
+    """None | int | tuple as a sorted tuple of non-negative axes; out-of-range axes never wrap."""
+    return check.axes(f"{op}: axis", axis, ndim)
 
 
 def _keepdims_shape(shape, axes):
@@ -184,7 +180,7 @@ def sign(x): return Sign()(_t(x))
 
 def clip(x, min=None, max=None):
     if min is not None and max is not None and min > max:
-        raise ValueError(f"clip: min ({min}) must not exceed max ({max})")
+        raise ArgumentError(f"clip: min ({min}) must not exceed max ({max})")
     return Clip(min, max)(_t(x))
 
 
@@ -251,7 +247,7 @@ class Sum(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, a):
-        self.axes = _axes(self.axis, a.ndim)
+        self.axes = _axes(self.axis, a.ndim, "sum")
         return self.xp.sum(a, axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
@@ -270,7 +266,7 @@ class Max(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, a):
-        self.axes = _axes(self.axis, a.ndim)
+        self.axes = _axes(self.axis, a.ndim, self.reduce)
         if a.size == 0:
             raise ShapeError(f"{self.reduce} of an empty tensor of shape {tuple(a.shape)} is undefined")
         return getattr(self.xp, self.reduce)(a, axis=self.axes, keepdims=self.keepdims)
@@ -294,27 +290,38 @@ def min(x, axis=None, keepdims=False): return Min(axis, keepdims)(_t(x))
 
 def mean(x, axis=None, keepdims=False):
     x = _t(x)
-    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim))
+    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim, "mean"))
     return sum(x, axis, keepdims) * (1.0 / count if count else math.nan)
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance with NumPy's ``ddof`` (0: population variance, as in batch normalization)."""
     x = _t(x)
-    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim))
+    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim, "var"))
     centered = x - mean(x, axis, keepdims=True)
     return sum(centered * centered, axis, keepdims) * (1.0 / builtins.max(count - ddof, 0) if count > ddof else math.nan)
 
 
-def argmax(x, axis=None):
+def any(x, axis=None, keepdims=False):
+    """Whether any element (along ``axis``) is nonzero: a constant boolean tensor."""
+    x = _t(x)
+    return Tensor._make(x.backend.xp.any(x.data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims), x.backend)
+
+
+def all(x, axis=None, keepdims=False):
+    """Whether every element (along ``axis``) is nonzero: a constant boolean tensor."""
+    x = _t(x)
+    return Tensor._make(x.backend.xp.all(x.data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims), x.backend)
+
+
+def argmax(x, axis=None, op="argmax"):
     """Indices of maxima (an integer tensor, no gradient)."""
     x = _t(x)
-    return Tensor._make(x.backend.xp.argmax(x.data, axis=axis), x.backend)
+    axis = None if axis is None else check.axis(f"{op}: axis", axis, x.ndim)
+    return Tensor._make(getattr(x.backend.xp, op)(x.data, axis=axis), x.backend)
 
 
-def argmin(x, axis=None):
-    x = _t(x)
-    return Tensor._make(x.backend.xp.argmin(x.data, axis=axis), x.backend)
+def argmin(x, axis=None): return argmax(x, axis, op="argmin")
 
 
 # ==== shape ========================================================================================
@@ -337,9 +344,10 @@ class Transpose(Function):
     def forward(self, a):
         if self.axes is None:
             self.axes = tuple(range(a.ndim))[::-1]
-        if sorted(a_ % builtins.max(a.ndim, 1) for a_ in self.axes) != list(range(a.ndim)):
+        axes = tuple(check.axis("transpose: axes", a_, a.ndim) for a_ in self.axes)
+        if sorted(axes) != list(range(a.ndim)):
             raise ShapeError(f"transpose: axes {self.axes} are not a permutation of {a.ndim} axes")
-        self.axes = tuple(a_ % a.ndim for a_ in self.axes)
+        self.axes = axes
         return self.xp.permute_dims(a, self.axes)
 
     def backward(self, gy):
@@ -400,6 +408,7 @@ permute = transpose
 def swapaxes(x, axis1, axis2):
     x = _t(x)
     axes = list(range(x.ndim))
+    axis1, axis2 = check.axis("swapaxes: axis1", axis1, x.ndim), check.axis("swapaxes: axis2", axis2, x.ndim)
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return transpose(x, axes)
 
@@ -424,13 +433,15 @@ def flatten(x, start_axis=0, end_axis=-1):
     x = _t(x)
     if x.ndim == 0:
         return reshape(x, (1,))
-    start, end = start_axis % x.ndim, end_axis % x.ndim
+    start, end = check.axis("flatten: start_axis", start_axis, x.ndim), check.axis("flatten: end_axis", end_axis, x.ndim)
+    if start > end:
+        raise ShapeError(f"flatten: start_axis={start_axis} comes after end_axis={end_axis} for a {x.ndim}-d tensor")
     return reshape(x, x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
 
 
 def squeeze(x, axis=None):
     x = _t(x)
-    axes = tuple(i for i, s in enumerate(x.shape) if s == 1) if axis is None else _axes(axis, x.ndim)
+    axes = tuple(i for i, s in enumerate(x.shape) if s == 1) if axis is None else _axes(axis, x.ndim, "squeeze")
     for a in axes:
         if x.shape[a] != 1:
             raise ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
@@ -439,7 +450,7 @@ def squeeze(x, axis=None):
 
 def expand_dims(x, axis):
     x = _t(x)
-    axis = axis % (x.ndim + 1)
+    axis = check.axis("expand_dims: axis", axis, x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
@@ -468,7 +479,8 @@ class IndexAdd(Function):
     def forward(self, gy):
         zeros = self.backend.zeros(self.shape, gy.dtype)
         if not _has_array(self.index):    # slices/ints address each element once: plain assignment
-            zeros[self.index] = gy
+            index = tuple(i for i in self.index if i is not None)   # (the array API assigns without None)
+            zeros[index] = self.xp.reshape(gy, zeros[index].shape)
             return zeros
         return self.backend.scatter_add(zeros, self.index, gy)
 
@@ -480,27 +492,89 @@ def _has_array(index):
     return builtins.any(hasattr(i, "shape") and i.ndim > 0 for i in items)   # getitem made lists arrays
 
 
+def _index_item(i, x, backend):
+    """One index item as ints, slices, None, Ellipsis or an array on ``backend`` (Tensors, lists and
+    host arrays are converted); booleans only as arrays (a Python bool would read as 0 or 1)."""
+    if isinstance(i, Tensor):
+        i = i.data
+    elif isinstance(i, (bool, list)) or (hasattr(i, "shape") and not backend.owns(i)):
+        i = backend.asarray(i)
+    if hasattr(i, "shape"):
+        if backend.is_float(i.dtype):
+            raise DTypeError(f"getitem: index arrays must be integer or boolean, got dtype {i.dtype}")
+        if i.dtype == backend.xp.bool and i.ndim == 0:
+            raise IndexOutOfRangeError("getitem: a 0-d boolean index is not supported; use a boolean mask "
+                                       "with the shape of the axes it selects from")
+    return i
+
+
+def _consumed(i, backend):
+    """How many axes of the indexed tensor an index item uses up."""
+    if i is None:
+        return 0
+    return i.ndim if hasattr(i, "shape") and i.dtype == backend.xp.bool else 1
+
+
+def _take(x, index, axis, front=False):
+    """x indexed by one integer array along ``axis``: the index's axes replace ``axis`` (or come first
+    with ``front``), as axis-0 rows of a permuted view, so it runs on any array-API backend."""
+    moved = transpose(x, [axis] + [a for a in range(x.ndim) if a != axis]) if axis else x
+    rows = GetItem(x.backend.xp.reshape(index, (-1,)) if index.ndim != 1 else index)(moved)
+    rows = reshape(rows, tuple(index.shape) + moved.shape[1:])
+    if front or not axis:
+        return rows
+    order = list(range(index.ndim, index.ndim + axis)) + list(range(index.ndim)) + \
+        list(range(index.ndim + axis, rows.ndim))
+    return transpose(rows, order)
+
+
 def getitem(x, index):
-    """NumPy indexing: ints, slices, None, Ellipsis, integer arrays (duplicates accumulate in backward)."""
+    """NumPy indexing: ints, slices, None, Ellipsis, integer arrays and boolean masks (a mask selects
+    like its ``nonzero()`` indices); duplicate indices accumulate in backward. One array index
+    (mixed with basic indices) works on every backend; several arrays index NumPy-style on NumPy and
+    CuPy. Out-of-range integers raise IndexOutOfRangeError on every backend."""
     x = _t(x)
-    items = index if isinstance(index, tuple) else (index,)
-    converted = []
-    for i in items:
-        if isinstance(i, Tensor):
-            i = i.data
-        elif isinstance(i, list) or (hasattr(i, "shape") and not x.backend.owns(i)):
-            i = x.backend.asarray(i)
-        converted.append(i)
-    if len(converted) == 1 and hasattr(converted[0], "shape") and converted[0].ndim == 1:
-        index = converted[0]
-    else:
-        if not builtins.any(i is Ellipsis or hasattr(i, "shape") for i in converted):
-            converted.append(Ellipsis)   # the array API wants partial indices spelled out; same meaning in NumPy
-        index = tuple(converted)
+    b = x.backend
+    items = [_index_item(i, x, b) for i in (index if isinstance(index, tuple) else (index,))]
+    arrays = [k for k, i in enumerate(items) if hasattr(i, "shape")]
+    extra = x.ndim - builtins.sum(_consumed(i, b) for i in items if i is not Ellipsis)
+    if extra < 0 or builtins.sum(i is Ellipsis for i in items) > 1:
+        raise IndexOutOfRangeError(f"getitem: too many indices ({len(items)}) for a tensor of shape {x.shape}")
+    position = 0                 # the axis of x each item starts at; masks must fit those axes
+    for k, i in enumerate(items):
+        if hasattr(i, "shape") and i.dtype == b.xp.bool and tuple(i.shape) != x.shape[position:position + i.ndim]:
+            raise IndexOutOfRangeError(f"getitem: boolean index of shape {tuple(i.shape)} does not match the "
+                                       f"indexed axes {x.shape[position:position + i.ndim]} of a tensor of shape {x.shape}")
+        position += extra if i is Ellipsis else _consumed(i, b)
+    if not builtins.any(i is Ellipsis for i in items):
+        items.append(Ellipsis)   # the array API wants partial indices spelled out; same meaning in NumPy
     try:
-        return GetItem(index)(x)
+        if len(arrays) > 1:      # NumPy's advanced indexing; masks as their nonzero() indices
+            spliced = []
+            for i in items:
+                spliced.extend(b.xp.nonzero(i) if hasattr(i, "shape") and i.dtype == b.xp.bool else (i,))
+            return GetItem(tuple(spliced))(x)
+        if not arrays:
+            return GetItem(tuple(items))(x)
+        k = arrays[0]
+        array = items[k]
+        is_mask = array.dtype == b.xp.bool
+        # basic indices first (the array's axes kept whole), then the array along its axis there
+        basic = tuple(items[:k]) + (slice(None),) * (array.ndim if is_mask else 1) + tuple(items[k + 1:])
+        y = x if builtins.all(i is Ellipsis or (isinstance(i, slice) and i == slice(None)) for i in basic) \
+            else GetItem(basic)(x)
+        # the array's axis in y: one per slice or None before it, Ellipsis's axes, none per integer;
+        # NumPy counts integers as array indices too, and puts their axes first when not adjacent
+        advanced = [j for j, i in enumerate(items) if j == k or isinstance(i, numbers.Integral)]
+        adjacent = advanced[-1] - advanced[0] == len(advanced) - 1
+        axis = builtins.sum(extra if i is Ellipsis else 0 if isinstance(i, numbers.Integral) else 1 for i in items[:k])
+        if is_mask:
+            merged = y.shape[axis:axis + array.ndim]
+            y = reshape(y, y.shape[:axis] + (math.prod(merged),) + y.shape[axis + array.ndim:])
+            array = b.xp.nonzero(b.xp.reshape(array, (-1,)))[0]
+        return _take(y, array, axis, front=not adjacent)
     except IndexError as exc:
-        raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape {x.shape}: {exc}") from exc
+        raise IndexOutOfRangeError(f"getitem: index {index!r} is invalid for a tensor of shape {x.shape}: {exc}") from exc
 
 
 class Concatenate(Function):
@@ -514,7 +588,7 @@ class Concatenate(Function):
         for a in arrays:
             if a.ndim != ndim:
                 raise ValueError("all inputs must have the same number of dimensions")
-        self.axis = self.axis % ndim
+        self.axis = check.axis("concatenate: axis", self.axis, ndim)
         return self.xp.concat(arrays, axis=self.axis)
 
     def backward(self, gy):
@@ -529,14 +603,17 @@ class Concatenate(Function):
 def concatenate(tensors, axis=0):
     tensors = [_t(t) for t in tensors]
     if not tensors:
-        raise ValueError("concatenate needs at least one tensor")
+        raise ArgumentError("concatenate needs at least one tensor, got an empty sequence")
     return Concatenate(axis)(*tensors)
 
 
 def stack(tensors, axis=0):
     tensors = [_t(t) for t in tensors]
+    if not tensors:
+        raise ArgumentError("stack needs at least one tensor, got an empty sequence")
     if len({t.shape for t in tensors}) > 1:
         raise ShapeError(f"stack: all tensors must have the same shape, got {[t.shape for t in tensors]}")
+    axis = check.axis("stack: axis", axis, tensors[0].ndim + 1)
     return concatenate([expand_dims(t, axis) for t in tensors], axis)
 
 
@@ -558,7 +635,7 @@ def pad(x, pad_width, value=0.0):
     x = _t(x)
     if isinstance(pad_width, int):
         pad_width = ((pad_width, pad_width),) * x.ndim
-    elif len(pad_width) == 2 and all(isinstance(p, int) for p in pad_width):
+    elif len(pad_width) == 2 and builtins.all(isinstance(p, int) for p in pad_width):
         pad_width = (tuple(pad_width),) * x.ndim
     pad_width = tuple((int(b), int(a)) for b, a in pad_width)
     if len(pad_width) != x.ndim or builtins.any(b < 0 or a < 0 for b, a in pad_width):
@@ -644,7 +721,7 @@ class LogSumExp(Function):
 
     def forward(self, a):
         xp = self.xp
-        self.axes = _axes(self.axis, a.ndim)
+        self.axes = _axes(self.axis, a.ndim, "logsumexp")
         m = xp.max(a, axis=self.axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))  # all -inf rows give -inf, not NaN
         y = xp.log(xp.sum(xp.exp(a - m), axis=self.axes, keepdims=True)) + m
@@ -664,6 +741,7 @@ class Softmax(Function):
 
     def forward(self, a):
         xp = self.xp
+        self.axis = check.axis("softmax: axis", self.axis, a.ndim)
         e = xp.exp(a - xp.max(a, axis=self.axis, keepdims=True))
         return e / xp.sum(e, axis=self.axis, keepdims=True)
 
@@ -680,6 +758,7 @@ class LogSoftmax(Function):
 
     def forward(self, a):
         xp = self.xp
+        self.axis = check.axis("log_softmax: axis", self.axis, a.ndim)
         m = xp.max(a, axis=self.axis, keepdims=True)
         shifted = a - m
         return shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.axis, keepdims=True))

@@ -1,9 +1,11 @@
 """Tensor: an array on a backend, plus what autograd needs (grad, the op that made it, generation)."""
+import numbers
+
 import numpy as np
 
 from minireg import backend as _backends
 from minireg._config import _grad_enabled, get_default_dtype
-from minireg.errors import DTypeError, DeviceError, GraphError, ShapeError
+from minireg.errors import ArgumentTypeError, DTypeError, DeviceError, GraphError, ShapeError
 
 
 class Tensor:
@@ -63,7 +65,7 @@ class Tensor:
 
     def __len__(self):
         if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
+            raise ArgumentTypeError("len() of a 0-d tensor (it has no first axis)")
         return self.data.shape[0]
 
     def __repr__(self):
@@ -146,7 +148,7 @@ class Tensor:
 
     def item(self):
         if self.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+            raise ShapeError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.numpy().reshape(()).item()
 
     def tolist(self):
@@ -179,11 +181,25 @@ class Tensor:
     def __matmul__(self, other): return F.matmul(self, other)
     def __rmatmul__(self, other): return F.matmul(other, self)
     def __getitem__(self, index): return F.getitem(self, index)
-    # comparisons give constant boolean tensors (masks); == stays identity so tensors can key dicts
+    # comparisons, == and != included, give constant boolean tensors (masks), as in NumPy; hashing
+    # stays by identity, so tensors key dicts and sets (never put them in lists to search them)
+    __hash__ = object.__hash__
+    def __eq__(self, other): return F.compare(self, other, "equal") if self._comparable(other) else NotImplemented
+    def __ne__(self, other): return F.compare(self, other, "not_equal") if self._comparable(other) else NotImplemented
     def __lt__(self, other): return F.compare(self, other, "less")
     def __le__(self, other): return F.compare(self, other, "less_equal")
     def __gt__(self, other): return F.compare(self, other, "greater")
     def __ge__(self, other): return F.compare(self, other, "greater_equal")
+
+    def _comparable(self, other):
+        """Values == compares elementwise; anything else (None, strings) is simply not equal."""
+        return isinstance(other, (Tensor, numbers.Number, np.ndarray, np.generic)) or self.backend.owns(other)
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ShapeError(f"the truth value of a tensor with {self.size} elements (shape {self.shape}) is "
+                             f"ambiguous; use .any() or .all(), e.g. `if (a == b).all():`")
+        return bool(self.item())
 
     # -- NumPy-style methods ----------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
@@ -191,6 +207,8 @@ class Tensor:
     def var(self, axis=None, keepdims=False, ddof=0): return F.var(self, axis, keepdims, ddof)
     def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
+    def any(self, axis=None, keepdims=False): return F.any(self, axis, keepdims)
+    def all(self, axis=None, keepdims=False): return F.all(self, axis, keepdims)
     def argmax(self, axis=None): return F.argmax(self, axis)
     def argmin(self, axis=None): return F.argmin(self, axis)
     def reshape(self, *shape): return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)

@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 
 from minireg import random as _random
+from minireg.errors import IndexOutOfRangeError
 
 
 class NamespaceOverlay:
@@ -108,6 +109,16 @@ def where_clip(xp, x, lo=None, hi=None):
     return xp.asarray(x, copy=True) if y is x else xp.astype(y, x.dtype, copy=False)
 
 
+_READ_ALONG_LIMIT = 64    # elements of a read that may travel with the pending checks, as float64
+
+
+def _raise_failed(keys, extremes):
+    """Raise for the first deferred check whose (min, max) left its range."""
+    for (error, message, low, high), (smallest, largest) in zip(keys, extremes):
+        if smallest < low or largest >= high:
+            raise error(message.format(value=smallest if smallest < low else largest))
+
+
 def _host_draw(kind, generator, shape, dtype, a, b):
     """``kind`` ("uniform" on [a, b), "normal" with mean a and std b, "integers" in [a, b)) from a
     NumPy Generator, in ``dtype`` (floats are drawn in float64 and rounded, as minireg always has)."""
@@ -181,10 +192,20 @@ class Backend:
 
     def to_numpy(self, array):
         """An explicit copy to the host; the only way data leaves the device. Checks deferred on
-        this device (``check_in_range``) are read first and raise if one failed."""
-        if self._pending_checks:
+        this device (``check_in_range``) are read too and raise if one failed: a small float or
+        boolean array (a loss, a flag) travels with them in one transfer, anything else after them."""
+        if not self._pending_checks:
+            return self._to_host(array)
+        dtype = self.numpy_dtype(array.dtype)
+        if array.size > _READ_ALONG_LIMIT or dtype.kind not in "fb":
             self.raise_deferred_checks()
-        return self._to_host(array)
+            return self._to_host(array)
+        xp = self.xp
+        keys, extremes = self._take_checks()
+        values = self._to_host(xp.concat([xp.reshape(xp.astype(array, xp.float64), (-1,)),
+                                          xp.reshape(xp.astype(extremes, xp.float64), (-1,))]))
+        _raise_failed(keys, values[array.size:].reshape(-1, 2).astype(np.int64).tolist())
+        return values[:array.size].astype(dtype).reshape(tuple(array.shape))
 
     def _to_host(self, array):
         return np.from_dlpack(self.xp.asarray(array, device=self.xp.Device("CPU_DEVICE")))
@@ -293,22 +314,23 @@ class Backend:
 
     def raise_deferred_checks(self):
         """Read every pending check in one transfer; raise the first that failed (all are cleared)."""
+        if self._pending_checks:
+            keys, extremes = self._take_checks()
+            _raise_failed(keys, self._to_host(extremes).tolist())
+
+    def _take_checks(self):
+        """The pending checks (cleared) and their (min, max) pairs as one (k, 2) device array."""
         pending, self._pending_checks = self._pending_checks, {}
-        if not pending:
-            return
-        extremes = self._to_host(self.xp.stack(list(pending.values()))).tolist()
-        for (error, message, low, high), (smallest, largest) in zip(pending, extremes):
-            if smallest < low or largest >= high:
-                raise error(message.format(value=smallest if smallest < low else largest))
+        return list(pending), self.xp.stack(list(pending.values()))
 
     def check_index(self, index, shape):
-        """IndexError (NumPy's message) unless every integer array in ``index`` addresses
+        """IndexOutOfRangeError (an IndexError, NumPy's message) unless every integer array in ``index`` addresses
         ``[-n, n)`` along its axis of an array of ``shape``. NumPy raises by itself (its backend
         skips this); CuPy would wrap the index modulo n and return wrong rows silently."""
         for axis, item in index_axes(index, len(shape)):
             if self.owns(item) and not self.is_float(item.dtype):
                 n = shape[axis]
-                self.check_in_range(item, -n, n, IndexError,
+                self.check_in_range(item, -n, n, IndexOutOfRangeError,
                                     f"index {{value}} is out of bounds for axis {axis} with size {n}")
 
     # -- primitives the array API lacks ---------------------------------------------------------

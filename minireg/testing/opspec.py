@@ -107,10 +107,16 @@ def getitem_inputs():
     def draw(draw):
         shape = draw(mst.shapes(min_dims=1))
         x = draw(mst.float_arrays(shape))
-        if draw(st.booleans()):
+        kind = draw(st.sampled_from(["basic", "integers", "mask"]))
+        if kind == "basic":
             index = draw(hnp.basic_indices(shape, allow_ellipsis=True))
-        else:   # integer array on the first axis, duplicates included
+        elif kind == "integers":   # integer array on the first axis, duplicates included
             index = draw(mst.index_arrays(shape[0], max_len=5))
+        else:   # a boolean mask over some leading axes, after zero or more whole axes (x[:, mask])
+            skip = draw(st.integers(0, len(shape) - 1))
+            dims = draw(st.integers(1, len(shape) - skip))
+            mask = draw(hnp.arrays(np.bool_, shape[skip:skip + dims]))
+            index = (slice(None),) * skip + (mask,) if skip else mask
         return (x,), {"index": index}
     return draw()
 
