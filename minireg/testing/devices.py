@@ -45,8 +45,8 @@ _THIS_FILE = os.path.abspath(__file__)
 class TransferCounts:
     """Host/device traffic seen during one ``FakeDevice.counting()`` block (or since a reset).
 
-    ``events`` holds ``(kind, what, where)`` triples; ``where`` is the ``file:line`` of the first
-    frame outside this module and array_api_strict.
+    ``events`` holds ``(kind, what, where)`` triples; ``where`` is the ``file:line`` of the code
+    that caused it (the first frame outside this module, minireg.backend and array_api_strict).
     """
 
     def __init__(self):
@@ -79,11 +79,16 @@ def _array_class():
     return Array
 
 
+_BACKEND_DIR = os.path.dirname(os.path.abspath(sys.modules[Backend.__module__].__file__))
+
+
 def _caller():
+    """``file:line`` of the code that caused an event: the first frame outside this module, the
+    backends and array_api_strict."""
     frame = sys._getframe(2)
     while frame is not None:
-        path = frame.f_code.co_filename
-        if os.path.abspath(path) != _THIS_FILE and "array_api_strict" not in path:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if path != _THIS_FILE and os.path.dirname(path) != _BACKEND_DIR and "array_api_strict" not in path:
             return f"{os.path.relpath(path)}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"
