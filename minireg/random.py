@@ -89,9 +89,12 @@ def set_state(state):
     """Restore a ``get_state()`` result. Device streams are restored when first used (their backend
     may not exist yet in a fresh process); streams not in ``state`` restart from its seed."""
     global _seed, _generator
-    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT or \
+            not {"seed", "host", "devices"} <= set(state) or not isinstance(state["devices"], dict):
         raise CheckpointError(f"set_state: expected a minireg.random.get_state() result "
-                              f"(format {_STATE_FORMAT!r}), got {type(state).__name__}")
+                              f"(format {_STATE_FORMAT!r} with seed, host and devices), got {_describe(state)}")
+    if state["seed"] is not None:
+        check.integer("set_state: seed", state["seed"], low=0)
     generator = np.random.default_rng()
     try:
         generator.bit_generator.state = state["host"]
@@ -101,6 +104,12 @@ def set_state(state):
     _device_streams.clear()
     _restored.clear()
     _restored.update(state["devices"])
+
+
+def _describe(value):
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(map(str, value))}"
+    return type(value).__name__
 
 
 # -- factories (torch names) -------------------------------------------------------------------------

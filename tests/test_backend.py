@@ -108,11 +108,220 @@ def test_generic_scatter_add_matches_numpy_add_at(index, values):
     np.testing.assert_allclose(get_backend("numpy").scatter_add(target, index, np.asarray(values)), expected)
 
 
-def test_random_numbers_are_drawn_on_the_host_and_identical_across_backends():
+def test_an_explicit_numpy_generator_draws_on_the_host_the_same_numbers_on_every_backend():
     a = get_backend("numpy").random_normal(np.random.default_rng(3), (4,), np.float32)
-    b = FAKE_DEVICE.random_normal(np.random.default_rng(3), (4,), FAKE_DEVICE.dtype("float32"))
+    with FAKE_DEVICE.counting() as counts:
+        b = FAKE_DEVICE.random_normal(np.random.default_rng(3), (4,), FAKE_DEVICE.dtype("float32"))
     np.testing.assert_array_equal(a, FAKE_DEVICE.to_numpy(b))
-    assert a.dtype == np.float32
+    assert a.dtype == np.float32 and counts.copies_to_device == 1      # host draw: one upload
+
+
+def test_the_default_stream_of_a_device_is_its_own_seeded_and_reproducible():
+    numpy_backend = get_backend("numpy")
+    draws = []
+    for _ in range(2):
+        mr.manual_seed(7)
+        with FAKE_DEVICE.counting() as counts:
+            device = FAKE_DEVICE.random_uniform(mr.random.default_generator(), (5,), FAKE_DEVICE.dtype("float32"))
+            again = FAKE_DEVICE.random_uniform(None, (5,), FAKE_DEVICE.dtype("float32"))
+        host = numpy_backend.random_uniform(None, (5,), np.float32)
+        draws.append((FAKE_DEVICE.to_numpy(device), FAKE_DEVICE.to_numpy(again), host))
+        assert counts.copies_to_device == 0          # drawn "on the device"
+    for first, second in zip(*draws):
+        np.testing.assert_array_equal(first, second)           # each stream is reproducible
+    assert not np.array_equal(draws[0][0], draws[0][1])        # and advances
+    mr.manual_seed(7)
+    np.testing.assert_array_equal(draws[0][2], np.random.default_rng(7).uniform(size=5).astype(np.float32))
+
+
+def test_numpy_backend_stream_is_the_host_generator():
+    mr.manual_seed(3)
+    assert mr.random.device_generator(get_backend("numpy")) is mr.random.default_generator()
+    assert mr.random.device_generator(FAKE_DEVICE) is not mr.random.default_generator()
+
+
+def test_random_state_round_trips_host_and_device_streams():
+    mr.manual_seed(11)
+    mr.rand(3)
+    FAKE_DEVICE.random_normal(None, (3,), FAKE_DEVICE.dtype("float64"))
+    state = mr.random.get_state()
+    expected_host = mr.rand(4).numpy()
+    expected_device = FAKE_DEVICE.to_numpy(FAKE_DEVICE.random_normal(None, (4,), FAKE_DEVICE.dtype("float64")))
+    mr.manual_seed(99)                                  # a different history ...
+    mr.random.set_state(state)                          # ... then back to the saved point
+    np.testing.assert_array_equal(mr.rand(4).numpy(), expected_host)
+    np.testing.assert_array_equal(
+        FAKE_DEVICE.to_numpy(FAKE_DEVICE.random_normal(None, (4,), FAKE_DEVICE.dtype("float64"))), expected_device)
+    assert set(state) == {"format", "seed", "host", "devices"} and "fake:device1" in state["devices"]
+
+
+def test_random_state_survives_a_checkpoint_file(tmp_path):
+    mr.manual_seed(5)
+    FAKE_DEVICE.random_uniform(None, (2,), FAKE_DEVICE.dtype("float32"))
+    model = mr.nn.Linear(2, 1)
+    mr.save(tmp_path / "c.npz", model, rng_state=True)
+    expected = FAKE_DEVICE.to_numpy(FAKE_DEVICE.random_uniform(None, (3,), FAKE_DEVICE.dtype("float32")))
+    mr.manual_seed(6)
+    mr.load(tmp_path / "c.npz", model, rng_state=True)
+    np.testing.assert_array_equal(
+        FAKE_DEVICE.to_numpy(FAKE_DEVICE.random_uniform(None, (3,), FAKE_DEVICE.dtype("float32"))), expected)
+
+
+@pytest.mark.parametrize("state", [None, {"format": "other"}, {"format": "minireg-random-1", "seed": 1}])
+def test_set_state_rejects_what_get_state_did_not_make(state):
+    before = mr.random.get_state()
+    with pytest.raises(mr.errors.CheckpointError, match="get_state"):
+        mr.random.set_state(state)
+    assert mr.random.get_state()["host"] == before["host"]
+
+
+def test_factories_draw_on_the_current_backend_with_torch_signatures():
+    mr.manual_seed(0)
+    a, b = mr.rand(2, 3), mr.randn((4,), dtype="float64", requires_grad=True)
+    assert (a.shape, a.dtype, b.shape, b.dtype, b.requires_grad) == ((2, 3), np.float32, (4,), np.float64, True)
+    assert ((a.numpy() >= 0) & (a.numpy() < 1)).all()
+    ints = mr.randint(2, 5, (1000,)).numpy()
+    assert ints.dtype == np.int64 and set(np.unique(ints)) == {2, 3, 4}
+    assert set(np.unique(mr.randint(3, (200,)).numpy())) == {0, 1, 2}
+    mr.manual_seed(0)
+    np.testing.assert_array_equal(mr.rand(2, 3).numpy(), a.numpy())
+    with FAKE_DEVICE:
+        on_device = mr.randn(3)
+    assert on_device.backend is FAKE_DEVICE
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: mr.randint(3, 3), mr.errors.ArgumentError, "high must be greater than low"),
+    (lambda: mr.randint(0, 3, dtype="float32"), mr.errors.ArgumentError, "integer dtype"),
+    (lambda: mr.rand(2, dtype="int32"), mr.errors.ArgumentError, "floating dtype"),
+    (lambda: mr.rand(-1), mr.errors.ArgumentError, "size"),
+    (lambda: mr.randn(2.5), mr.errors.ArgumentTypeError, "size"),
+    (lambda: mr.manual_seed(-1), mr.errors.ArgumentError, "seed"),
+])
+def test_factory_and_seed_arguments_are_checked(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ---- the fake device: a context manager that counts round-trips ---------------------------------
+def test_fake_device_is_a_context_manager_for_the_current_backend():
+    assert mr.current_backend().name == "numpy"
+    with fake_device() as device:
+        assert device is FAKE_DEVICE and mr.current_backend() is device
+        assert mr.tensor([1.0]).backend is device
+        with mr.using_backend("numpy"):
+            assert mr.current_backend().name == "numpy"
+    assert mr.current_backend().name == "numpy"
+    assert fake_device.__doc__ and "counts" in FAKE_DEVICE.counting.__doc__
+
+
+def test_fake_device_counts_reads_copies_and_refused_conversions():
+    x = FAKE_DEVICE.asarray(np.array([1.0, -2.0, 3.0]))
+    with FAKE_DEVICE.counting() as counts:
+        FAKE_DEVICE.to_numpy(x)
+        int(FAKE_DEVICE.xp.sum(FAKE_DEVICE.xp.astype(x > 0, FAKE_DEVICE.xp.int64)))
+        FAKE_DEVICE.xp.nonzero(x > 0)
+        FAKE_DEVICE.asarray(2.5)                 # a Python number: a fill on the device, not a copy
+        FAKE_DEVICE.asarray([1.0, 2.0])
+        with pytest.raises(RuntimeError):
+            np.asarray(x)
+    reasons = counts.by_reason()
+    assert (counts.syncs, counts.copies_to_device, counts.implicit) == (3, 1, 1), counts.report()
+    assert reasons[("implicit", "np.asarray() of a device array")] == 1
+    assert "test_backend.py" in counts.report()
+
+
+# ---- checks of device data: read at the next explicit read ---------------------------------------
+def test_a_device_check_costs_no_sync_and_raises_at_the_next_read():
+    labels = FAKE_DEVICE.asarray(np.array([0, 3, 9]))
+    with FAKE_DEVICE.counting() as counts:
+        FAKE_DEVICE.check_in_range(labels, 0, 5, mr.errors.ArgumentError, "op: label {value} is out of range")
+    assert counts.syncs == 0
+    with FAKE_DEVICE.counting() as counts, pytest.raises(mr.errors.ArgumentError, match="op: label 9 is out"):
+        FAKE_DEVICE.to_numpy(FAKE_DEVICE.asarray(1.0))
+    assert counts.syncs == 1                     # the value and the check travel together
+    FAKE_DEVICE.to_numpy(labels)                 # the failed check was reported once, then cleared
+
+
+def test_merged_device_checks_report_the_worst_value_and_a_big_read_comes_after_them():
+    for values in ([0, 1], [-4, 2], [-1, 3]):
+        FAKE_DEVICE.check_in_range(FAKE_DEVICE.asarray(np.array(values)), 0, 10, ValueError, "bad {value}")
+    with FAKE_DEVICE.counting() as counts, pytest.raises(ValueError, match="bad -4"):
+        FAKE_DEVICE.to_numpy(FAKE_DEVICE.asarray(np.zeros(1000)))
+    assert counts.syncs == 1                     # raised before the big array was read
+
+
+def test_sync_checks_flag_reads_each_device_check_at_once(monkeypatch):
+    monkeypatch.setattr(FAKE_DEVICE, "sync_checks", True)
+    with pytest.raises(ValueError, match="bad 7"):
+        FAKE_DEVICE.check_in_range(FAKE_DEVICE.asarray(np.array([7])), 0, 5, ValueError, "bad {value}")
+
+
+def test_numpy_backend_checks_at_once_and_skips_empty_arrays():
+    numpy_backend = get_backend("numpy")
+    numpy_backend.check_in_range(np.zeros(0, dtype=int), 0, 1, ValueError, "never {value}")
+    with pytest.raises(ValueError, match="bad -1"):
+        numpy_backend.check_in_range(np.array([-1, 0]), 0, 2, ValueError, "bad {value}")
+
+
+@pytest.mark.parametrize("index, bad_axis", [(np.array([0, 3]), 0), ((slice(None), np.array([[1], [-5]])), 1),
+                                             ((Ellipsis, np.array([2, 5])), 1), ((None, 0, np.array([4])), 1)])
+def test_device_index_checks_give_numpy_s_index_error(index, bad_axis):
+    shape = (3, 4)
+    items = index if isinstance(index, tuple) else (index,)
+    device_index = tuple(FAKE_DEVICE.asarray(i) if isinstance(i, np.ndarray) else i for i in items)
+    with pytest.raises(IndexError) as numpy_error:
+        np.zeros(shape)[index]
+    FAKE_DEVICE.check_index(device_index if isinstance(index, tuple) else device_index[0], shape)
+    with pytest.raises(IndexError) as ours:
+        FAKE_DEVICE.raise_deferred_checks()
+    assert str(ours.value) == str(numpy_error.value) and f"axis {bad_axis}" in str(ours.value)
+
+
+def test_in_bounds_device_indices_including_negative_ones_pass():
+    FAKE_DEVICE.check_index((FAKE_DEVICE.asarray(np.array([-3, 2])),), (3,))
+    FAKE_DEVICE.raise_deferred_checks()
+    FAKE_DEVICE.scatter_add(FAKE_DEVICE.zeros((3,), FAKE_DEVICE.dtype("float64")),
+                            FAKE_DEVICE.asarray(np.array([0, 2, 2])), FAKE_DEVICE.asarray(np.ones(3)))
+    FAKE_DEVICE.raise_deferred_checks()
+
+
+# ---- primitives shared by the NumPy and CuPy backends -------------------------------------------
+@pytest.mark.parametrize("window_shape, axes, strides, dilations", [
+    ((3,), (2,), None, None), ((2, 3), (2, 3), (2, 1), (1, 2)), ((2,), (-1,), (3,), (2,)), ((1, 1), (1, 0), None, None)])
+def test_strided_windows_equal_numpy_s_sliding_window_view(window_shape, axes, strides, dilations):
+    from minireg.backend.base import strided_windows, window_geometry
+    x = np.arange(2 * 3 * 9 * 8, dtype=np.float32).reshape(2, 3, 9, 8)[:, :, ::1, 1:]   # a non-contiguous view
+    axes_n, strides_n, dilations_n, _ = window_geometry(x.shape, window_shape, axes, strides, dilations)
+    spans = tuple(d * (w - 1) + 1 for w, d in zip(window_shape, dilations_n))
+    view = np.lib.stride_tricks.sliding_window_view(x, spans, axis=axes_n)
+    index = [slice(None)] * x.ndim + [slice(None, None, d) for d in dilations_n]
+    for a, s in zip(axes_n, strides_n):
+        index[a] = slice(None, None, s)
+    ours = strided_windows(np.lib.stride_tricks.as_strided, x, window_shape, axes, strides, dilations)
+    np.testing.assert_array_equal(ours, view[tuple(index)])
+    assert np.shares_memory(ours, x)
+
+
+def test_namespace_overlay_replaces_only_the_named_functions():
+    from minireg.backend.base import NamespaceOverlay
+    xp = NamespaceOverlay(np, clip=lambda x, min=None, max=None: "replaced")
+    assert xp.clip(1, 0, 2) == "replaced" and xp.sum is np.sum and xp.float32 is np.float32
+    assert "clip" in repr(xp)
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, None), (None, 0.5), (-0.5, 0.5), (None, None)])
+def test_where_clip_matches_numpy_clip_and_keeps_nan(lo, hi):
+    from minireg.backend.base import where_clip
+    x = np.array([-1.0, -0.25, 0.0, 0.75, np.nan], dtype=np.float32)
+    expected = x.copy() if lo is None and hi is None else np.clip(x, lo, hi)
+    out = where_clip(np, x, lo, hi)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.float32 and out is not x
+    np.testing.assert_array_equal(where_clip(np, x, np.float32(-0.5) if lo is not None else None,
+                                             np.full(5, 0.5, np.float64) if hi is not None else None),
+                                  np.clip(x, -0.5 if lo is not None else None, 0.5 if hi is not None else None)
+                                  if (lo, hi) != (None, None) else x)
 
 
 @pytest.mark.gpu
