@@ -40,6 +40,13 @@ def small_gan(condition_dim=0, noise_dim=8, hidden=(32,), **d_options):
     return G, D
 
 
+def assert_grid(shape, rows, cols, size=8):
+    """A grid of rows x cols images of size x size pixels, each enlarged by one integer factor, 1 px padding."""
+    cell = (shape[0] - 1) // rows
+    assert (cell - 1) % size == 0 and cell > size, shape
+    assert shape[:2] == (rows * cell + 1, cols * cell + 1), shape
+
+
 def state(*modules):
     return [{k: np.array(v) for k, v in m.state_dict().items()} for m in modules]
 
@@ -71,7 +78,7 @@ def test_trainer_writes_grids_and_checkpoints_and_resumes(digits, tmp_path):
     assert all(math.isfinite(v) for v in history["d_loss"] + history["g_loss"])
     for step in (3, 6):
         grid = read_png(tmp_path / "samples" / f"step_{step:06d}.png")
-        assert grid.shape == (8 * 33 + 1, 8 * 33 + 1)       # 64 samples, 8x8 enlarged 4x, 1 px padding
+        assert_grid(grid.shape, 8, 8)                         # 64 samples of 8x8 pixels
         assert grid.std() > 0
     # the checkpoint restores both networks, both optimizers, the step and the history
     G2, D2 = small_gan()
@@ -150,7 +157,7 @@ def test_conditional_gan_feeds_one_hot_labels_to_both_networks(digits, tmp_path)
     assert c.shape == (32, 10) and np.all(c.sum(axis=1) == 1) and set(np.unique(c)) == {0.0, 1.0}
     np.testing.assert_array_equal(trainer.eval_labels, np.arange(20) % 10)
     grid = read_png(tmp_path / "samples" / "step_000002.png")
-    assert grid.shape == (2 * 33 + 1, 10 * 33 + 1)     # one column per class
+    assert_grid(grid.shape, 2, 10)                       # one column per class
     samples = trainer.generate(30, labels=np.full(30, 7), seed=0)
     assert samples.shape == (30, 64)
 
@@ -259,6 +266,115 @@ def test_image_grid_layout_and_png_round_trip(tmp_path):
     assert rgb.shape == (2 * 9 + 1, 2 * 9 + 1, 3)
     np.testing.assert_array_equal(read_png(write_png(str(tmp_path / "c.png"), rgb)), rgb)
     flat = save_image_grid(np.zeros((4, 64)), str(tmp_path / "flat.png"))
-    assert read_png(flat).shape == (2 * 33 + 1, 2 * 33 + 1)
+    assert_grid(read_png(flat).shape, 2, 2)
     with pytest.raises(ValueError, match="not square"):
         image_grid(np.zeros((2, 10)))
+
+
+# -- exact resume in a fresh process, and all-or-nothing loading (issue 9, item 18) ----------------
+GAN_RESUME_SCRIPT = r"""
+import json, sys
+import numpy as np
+import minireg as mr
+from minireg import nn
+from minireg.data import DataLoader, TensorDataset
+from minireg.datasets import load_digits
+from minireg.gan import R1, InstanceNoise, mlp_generator
+from minireg.gan.models import Discriminator
+from minireg.gan.trainer import GANTrainer
+
+mode, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mr.manual_seed(0 if mode != "resume" else 321)
+(x, _), _ = load_digits()
+data = DataLoader(TensorDataset((x[:200] * 2 - 1).astype(np.float32)), batch_size=32, shuffle=True, drop_last=True)
+G = mlp_generator(noise_dim=8, hidden=(32,), out_dim=64)
+D = Discriminator(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3)), nn.Linear(32, 1), (64,))
+trainer = GANTrainer(G, D, n_critic=2, penalties=[R1(1.0, lazy_interval=2), InstanceNoise(0.1, anneal_steps=20)],
+                     out_dir=out, checkpoint_every=3, verbose=0)
+if mode == "resume":
+    trainer.load_checkpoint()
+history = trainer.fit(data, steps)
+print(json.dumps({k: [repr(v) for v in history[k]] for k in ("d_loss", "g_loss", "d_real", "d/R1")}))
+"""
+
+
+def test_gan_trainer_resumed_in_a_fresh_process_repeats_the_uninterrupted_run_bitwise(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(*args):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", GAN_RESUME_SCRIPT, *map(str, args)], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    # 6 batches per epoch, 2 per step: the checkpoint at step 4 is in the middle of the second epoch
+    straight = run("full", tmp_path / "straight", 8)
+    first = run("part", tmp_path / "run", 4)
+    resumed = run("resume", tmp_path / "run", 4)
+    assert first["d_loss"] == straight["d_loss"][:4]
+    assert resumed == straight
+    assert len(set(straight["g_loss"])) == 8
+
+
+def test_a_bad_discriminator_checkpoint_leaves_both_networks_untouched(digits, tmp_path):
+    G, D = small_gan()
+    trainer = GANTrainer(G, D, out_dir=str(tmp_path), verbose=0)
+    trainer.fit(loader(digits), 2)
+    trainer.save_checkpoint()
+    _, d_path = trainer.checkpoint_paths()
+    with open(d_path, "r+b") as f:             # truncate the discriminator's file
+        f.truncate(300)
+    G2, D2 = small_gan(hidden=(16,))
+    other = GANTrainer(G2, D2, verbose=0)
+    before = state(G2, D2)
+    with pytest.raises(mr.errors.CheckpointError, match="truncated or corrupt"):
+        other.load_checkpoint(str(tmp_path))
+    assert_same_state(before, state(G2, D2))
+    assert other.step == 0 and other.history["d_loss"] == []
+
+
+def test_a_generator_of_another_shape_is_refused_and_nothing_changes(digits, tmp_path):
+    G, D = small_gan()
+    trainer = GANTrainer(G, D, out_dir=str(tmp_path), verbose=0)
+    trainer.fit(loader(digits), 1)
+    trainer.save_checkpoint()
+    G2, _ = small_gan(hidden=(16,))
+    _, D2 = small_gan()
+    other = GANTrainer(G2, D2, verbose=0)
+    before = state(G2, D2)
+    with pytest.raises(mr.errors.CheckpointError, match="generator"):
+        other.load_checkpoint(str(tmp_path))
+    assert_same_state(before, state(G2, D2))
+
+
+def test_outputs_take_device_arrays_without_host_round_trips(digits):
+    from minireg.testing.devices import fake_device
+    device = fake_device()
+    G, D = small_gan(condition_dim=10)
+    G.to(device)
+    D.to(device)
+    trainer = GANTrainer(G, D, num_eval_samples=10, verbose=0)
+    noise = device.asarray(np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32))
+    condition = device.asarray(np.eye(10, dtype=np.float32)[:3])
+    assert trainer.sample(noise=noise, condition=condition).backend is device
+    labels = device.asarray(np.arange(12) % 10)
+    assert trainer.generate(12, labels=labels, seed=0, batch_size=5).shape == (12, 64)
+    cpu_G, cpu_D = small_gan()
+    with pytest.raises(mr.errors.DeviceError, match="got data on fake:device1, but the generator is on cpu"):
+        GANTrainer(cpu_G, cpu_D, verbose=0).sample(noise=noise)
+
+
+def test_per_step_values_are_read_in_bulk_and_match(digits, monkeypatch):
+    G, D = small_gan()
+    trainer = GANTrainer(G, D, verbose=0)
+    backend = next(iter(G.parameters())).backend
+    reads = []
+    original = type(backend).to_numpy
+    monkeypatch.setattr(type(backend), "to_numpy", lambda self, a: reads.append(np.shape(a)) or original(self, a))
+    history = trainer.fit(loader(digits), 5)
+    stacked = [shape for shape in reads if shape != ()]
+    assert stacked == [(5 * 4,)]            # d_loss, g_loss, d_real, d_fake of 5 steps in one read
+    assert all(isinstance(v, float) for v in history["d_loss"] + history["g_loss"])
