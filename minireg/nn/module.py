@@ -110,8 +110,9 @@ class Module:
 
     # -- modes and devices -----------------------------------------------------------------------
     def train(self, mode=True):
+        mode = check.flag(f"{type(self).__name__}.train: mode", mode)
         for m in self.modules():
-            m.__dict__["training"] = bool(mode)
+            m.__dict__["training"] = mode
         return self
 
     def eval(self):
@@ -349,6 +350,7 @@ class Sequential(Module):
         return x
 
     def append(self, module):
+        check.instance(f"{type(self).__name__}.append: module", module, Module, "a Module")
         setattr(self, str(len(self._modules)), module)
         return self
 
@@ -372,6 +374,7 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, module):
+        check.instance(f"{type(self).__name__}.append: module", module, Module, "a Module")
         setattr(self, str(len(self._modules)), module)
         return self
 

@@ -94,6 +94,9 @@ BAD_ARGUMENTS = [
     (nn.Linear(2, 2).astype, dict(dtype="int32"), DTypeError, "Linear.to: dtype must be a floating dtype"),
     (nn.Linear(2, 2).to, dict(dtype="float99"), DTypeError, "dtype must be a floating dtype"),
     (nn.Linear(2, 2).summary, dict(input_shape=(0,)), ArgumentError, "summary: input_shape must be an integer >= 1"),
+    (nn.ModuleList, dict(modules=[nn.ReLU(), 3]), ArgumentTypeError, "ModuleList.append: module must be a Module, got int"),
+    (nn.Sequential().append, dict(module=print), ArgumentTypeError, "Sequential.append: module must be a Module"),
+    (nn.Linear(2, 2).train, dict(mode="eval"), ArgumentTypeError, "Linear.train: mode must be True or False, got 'eval'"),
     (nn.Linear(2, 2).load_state_dict, dict(state_dict=[1, 2]), ArgumentTypeError,
      "load_state_dict: state_dict must be a mapping of names to arrays, got list"),
     # data
