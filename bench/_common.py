@@ -18,16 +18,21 @@ def parse_args(description, **extra):
     return args
 
 
-def timeit(fn, repeat=7, min_seconds=0.2):
-    """(min, median) seconds per call; calls per repeat chosen so one repeat lasts ~min_seconds."""
+def timeit(fn, repeat=7, min_seconds=0.2, sample_seconds=0.002):
+    """(min, median) seconds per call over many short samples.
+
+    Each sample times enough back-to-back calls to last ~``sample_seconds``; samples are taken
+    until ``repeat`` * ``min_seconds`` have passed (at least 5 * ``repeat`` samples). Short samples
+    make the minimum robust on a shared, busy machine: some samples run without being preempted.
+    """
     fn()   # warm-up
     start, calls = time.perf_counter(), 0
-    while time.perf_counter() - start < min_seconds / 4:
+    while time.perf_counter() - start < sample_seconds:
         fn()
         calls += 1
-    number = max(1, int(calls * 4 * min_seconds / max(time.perf_counter() - start, 1e-9) / 4))
-    samples = []
-    for _ in range(repeat):
+    number = max(1, int(calls * sample_seconds / max(time.perf_counter() - start, 1e-9)))
+    samples, deadline = [], time.perf_counter() + repeat * min_seconds
+    while len(samples) < 5 * repeat or time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(number):
             fn()

@@ -120,3 +120,13 @@ class CompiledKernels(Kernels):
             coef.decay, coef.step_size, coef.inv_sqrt_bc2, eps, coef.threshold,
         )
         return w
+
+    def _mixture_nll(self, w, means, log_precisions, log_mix):
+        if not (_native((), (w, means, log_precisions, log_mix))
+                and means.shape[0] <= self._ck.MAX_MIXTURE_COMPONENTS):
+            return super()._mixture_nll(w, means, log_precisions, log_mix)
+        grad_w = numpy.empty_like(w)
+        nll, stats = self._ck.mixture_nll(_flat(w), means, log_precisions, log_mix, _flat(grad_w))
+        s0, s1, s2 = stats.astype(w.dtype)
+        lam = numpy.exp(log_precisions)
+        return numpy.asarray(nll, dtype=w.dtype), grad_w, -lam * s1, 0.5 * (lam * s2 - s0), -s0

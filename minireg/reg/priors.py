@@ -10,8 +10,10 @@ import math
 import numpy as np
 
 from minireg import functional as F
-from minireg._config import get_default_dtype, no_grad
+from minireg._config import get_default_dtype, is_grad_enabled, no_grad
+from minireg.autograd import grad
 from minireg.errors import DeviceError, ShapeError
+from minireg.function import Function
 from minireg.nn.module import Module
 from minireg.nn.parameter import Parameter
 from minireg.reg.base import Regularizer, check_strength, weights_only
@@ -114,6 +116,33 @@ _LOG_2PI = math.log(2 * math.pi)
 ULLRICH_PRECISION_PRIOR = ((5e3, 2.0), (250.0, 0.1))
 
 
+def mixture_nll_reference(w, means, log_precisions, log_mix):
+    """-sum_i log sum_j pi_j N(w_i | mu_j, 1 / lambda_j) over all entries of ``w``, from core ops (a
+    logsumexp over the components): the differentiable definition that ``MixtureNLL`` computes fused."""
+    diff = w.reshape(-1, 1) - means
+    log_joint = log_mix + 0.5 * (log_precisions - _LOG_2PI) - 0.5 * log_precisions.exp() * diff * diff
+    return -F.logsumexp(log_joint, axis=1).sum()
+
+
+class MixtureNLL(Function):
+    """The value of ``mixture_nll_reference(w, means, log_precisions, log_mix)`` from the backend's fused
+    kernel (``kernels.mixture_nll``: the value and the gradients with respect to all four inputs in one
+    pass over w, without the (weights x components) temporaries). Backward scales the gradients kept
+    from forward; under ``create_graph`` (a double backward) it differentiates the reference instead,
+    so the gradient is itself differentiable."""
+
+    def forward(self, w, means, log_precisions, log_mix):
+        nll, *self.grads = self.backend.kernels.mixture_nll(w, means, log_precisions, log_mix)
+        return nll
+
+    def backward(self, gy):
+        if is_grad_enabled():
+            wanted = [x for x in self.inputs if x.requires_grad]
+            grads = iter(grad(mixture_nll_reference(*self.inputs), wanted, create_graph=True))
+            return tuple(gy * next(grads) if x.requires_grad else None for x in self.inputs)
+        return tuple(gy * self.const(g) for g in self.grads)
+
+
 def _check_precision_prior(prior):
     if prior is None:
         return None
@@ -193,7 +222,8 @@ class SoftWeightSharing(Module, Penalty):
         return log_pi + 0.5 * (gamma - _LOG_2PI) - 0.5 * gamma.exp() * diff * diff
 
     def penalty(self, w):
-        return -self.tau * F.logsumexp(self._log_joint(w), axis=1).sum()
+        means, gamma, log_pi = self.components()
+        return self.tau * MixtureNLL()(w, means, gamma, log_pi)
 
     def hyperprior(self):
         """tau * sum_j (1 - a_j) gamma_j + b_j lambda_j, the negative log Gamma(a_j, rate b_j) density

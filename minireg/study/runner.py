@@ -148,24 +148,22 @@ class Dask:
         self.client.close()
 
     def map(self, configs):
-        from distributed import wait
         futures = {self.client.submit(execute, config, self.threads, key=f"minireg-study-{config_key(config)}",
                                       pure=False): config for config in configs}
-        pending, alone_since = set(futures), None
+        pending, alone_since = list(futures), None
         try:
             while pending:
-                try:
-                    done, pending = wait(pending, timeout=self.poll, return_when="FIRST_COMPLETED")
-                except TimeoutError:
-                    done = set()
+                done = [future for future in pending if future.done()]
+                pending = [future for future in pending if not future.done()]
                 for future in done:
                     try:
                         yield future.result()
                     except Exception as exc:       # e.g. KilledWorker: the run killed its workers
                         yield {"key": config_key(futures[future]), "config": futures[future], "status": "failed",
                                "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
-                if done:
+                if done or not pending:
                     continue
+                time.sleep(self.poll)
                 if self._count_workers() > 0:
                     alone_since = None
                 elif alone_since is None:

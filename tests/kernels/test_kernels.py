@@ -519,3 +519,61 @@ def test_compiled_grad_with_read_only_gradient_target_falls_back_and_numpy_raise
     g.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         _compiled_impl().kernels.l2_grad_(g, np.ones(4), 0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixture prior (soft weight-sharing)
+
+
+def mixture_expected(w, means, gammas, log_mix):
+    """(nll, d/dw, d/dmeans, d/dgammas, d/dlog_mix) in float64, written out here."""
+    lam = np.exp(gammas)
+    d = w.reshape(-1, 1) - means
+    a = log_mix + 0.5 * (gammas - np.log(2 * np.pi)) - 0.5 * lam * d * d
+    m = a.max(axis=1, keepdims=True)
+    e = np.exp(a - m)
+    r = e / e.sum(axis=1, keepdims=True)
+    nll = -(m[:, 0] + np.log(e.sum(axis=1))).sum()
+    return (np.asarray(nll), (r * lam * d).sum(axis=1).reshape(w.shape), -lam * (r * d).sum(axis=0),
+            0.5 * (lam * (r * d * d).sum(axis=0) - r.sum(axis=0)), -r.sum(axis=0))
+
+
+COMPONENTS = st.integers(1, 20).flatmap(lambda j: st.tuples(
+    hnp.arrays(np.float64, j, elements=st.floats(-2, 2)), hnp.arrays(np.float64, j, elements=st.floats(-2, 4)),
+    hnp.arrays(np.float64, j, elements=st.floats(-5, 0))))
+
+
+@given(arrays=same_shape(1), components=COMPONENTS, dtype=DTYPES, layout=READ_LAYOUTS)
+def test_mixture_nll(impl, arrays, components, dtype, layout):
+    w = 0.3 * arrays[0]
+    host = rounded([w, *components], dtype)
+    expected = mixture_expected(*host)
+    got = impl.kernels.mixture_nll(impl.put(w, dtype, layout), *(impl.put(c, dtype) for c in components))
+    # float32: the exponents a_ij carry rounding errors of ~1e-7 |a_ij| (|a_ij| up to ~1e3 here)
+    rtol = 2e-3 if dtype == np.float32 else 1e-10
+    for x, e in zip(got, expected):
+        assert tuple(x.shape) == e.shape
+        assert x.dtype == impl.put(np.zeros(1), dtype).dtype
+        np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * (1 + np.max(np.abs(e), initial=0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixture_nll_on_a_large_array(impl, dtype):
+    """Many blocks and (with OpenMP) one chunk per thread in the compiled kernel."""
+    rng = np.random.default_rng(3)
+    w = 0.2 * rng.standard_normal((200, 101))
+    components = (np.linspace(-0.6, 0.6, 16), np.full(16, 3.0), np.log(np.full(16, 1 / 16)))
+    expected = mixture_expected(*rounded([w, *components], dtype))
+    got = impl.kernels.mixture_nll(impl.put(w, dtype), *(impl.put(c, dtype) for c in components))
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    for x, e in zip(got, expected):
+        np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
+
+
+def test_mixture_nll_validation(impl):
+    w = impl.put(np.zeros(3), np.float64)
+    c = impl.put(np.zeros(2), np.float64)
+    with pytest.raises(ShapeError):
+        impl.kernels.mixture_nll(w, c, impl.put(np.zeros(3), np.float64), c)
+    with pytest.raises(DTypeError):
+        impl.kernels.mixture_nll(w, impl.put(np.zeros(2), np.float32), c, c)
