@@ -392,3 +392,20 @@ def test_learning_the_prior_clusters_the_weights_of_a_digits_mlp():
     prior.quantize(list(shared.parameters()))
     assert len(np.unique(weights(shared))) <= 8
     assert accuracy(shared) > 0.7
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_mixture_nll_matches_its_reference_in_value_and_gradients(dtype):
+    from minireg.reg.priors import MixtureNLL, mixture_nll_reference
+    rng = np.random.default_rng(5)
+    w = 0.3 * rng.standard_normal((300, 40))          # 12k weights x 16 components
+    state = [np.linspace(-0.6, 0.6, 16), rng.uniform(1.0, 4.0, 16), np.log(rng.dirichlet(np.ones(16)))]
+    results = []
+    for fn in (lambda *xs: MixtureNLL()(*xs), mixture_nll_reference):
+        inputs = [mr.tensor(a.astype(dtype), requires_grad=True) for a in [w, *state]]
+        value = fn(*inputs)
+        value.backward()
+        results.append([value.numpy()] + [x.grad.numpy() for x in inputs])
+    rtol = 1e-4 if dtype == "float32" else 1e-11
+    for fused, reference in zip(*results):
+        np.testing.assert_allclose(fused, reference, rtol=rtol, atol=rtol * np.abs(reference).max())
