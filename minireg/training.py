@@ -24,10 +24,11 @@ once per epoch, and every 10 steps for the progress bar; ``on_batch_end`` gets t
 number only when some callback overrides it. The optimizer's finiteness check is the one read per
 step.
 
-Regularizers given to layers (``Linear(..., weight_regularizer=L2(1e-4), activity_regularizer=...)``)
-enter in one place, ``train_step``: it differentiates ``loss + regularization_loss(model, optimizer)``
-(``minireg.reg.attach``; penalties that ``attach_model`` made optimizer hooks are left out, so none
-counts twice). The reported ``loss`` is the data loss alone, comparable with ``val_loss``.
+Regularizers: weight and bias penalties and constraints live on the parameters and the optimizer
+applies them in ``step()`` (``minireg.reg.attach``), as in a hand-written loop. Activity
+regularizers depend on the forward pass: ``train_step`` differentiates
+``loss + model.regularization_loss()``, as a hand-written loop must. The reported ``loss`` is the
+data loss alone, comparable with ``val_loss``.
 
 Checkpoints and exact resume (in the spirit of Keras' ``ModelCheckpoint``/``BackupAndRestore`` and
 PyTorch Lightning's ``fit(ckpt_path=...)``)::
@@ -53,7 +54,6 @@ from minireg import check
 from minireg._config import no_grad
 from minireg.checkpoint import _restore, read, save
 from minireg.errors import ArgumentError, ArgumentTypeError, CheckpointError, NonFiniteError
-from minireg.reg.attach import regularization_loss
 from minireg.tensor import Tensor
 
 
@@ -251,13 +251,12 @@ class Trainer:
         return f"epoch {self.epoch + 1}, step {self.step + 1} (global step {self.global_step + 1})"
 
     def train_step(self, x, y):
-        """One optimizer step on the loss plus the layers' regularization loss (see the module
-        docstring); returns (data loss as a 0-d Tensor without history, model output)."""
+        """One optimizer step on the loss plus the model's activity regularization loss (see the
+        module docstring); returns (data loss as a 0-d Tensor without history, model output)."""
         output = self.model(x)
         loss = self.loss_fn(output, y)
-        penalty = regularization_loss(self.model, self.optimizer)
         self.optimizer.zero_grad()
-        (loss if penalty is None else loss + penalty).backward()
+        (loss + self.model.regularization_loss()).backward()
         try:
             self.optimizer.step()
         except NonFiniteError as exc:

@@ -163,6 +163,21 @@ class Kernels:
         w *= 1 / (1 + t2)
         return w
 
+    def prox_elastic_net_scaled_(self, w, steps, l1, l2):
+        """w = soft(w, steps*l1) / (1 + steps*l2) elementwise, ``steps`` an array like w (> 0): the prox
+        of l1*||w||_1 + l2/2 * ||w||^2 in the diagonal metric diag(1/steps) of an adaptive optimizer
+        (Adam: steps = lr / (sqrt(vhat) + eps)). No compiled version yet: every table uses this one."""
+        l1, l2 = _nonnegative("l1", l1), _nonnegative("l2", l2)
+        _check_arrays(self.xp, w=w, steps=steps)
+        return self._prox_elastic_net_scaled(w, steps, l1, l2)
+
+    def _prox_elastic_net_scaled(self, w, steps, l1, l2):
+        if l1:
+            _soft_(self.xp, w, steps * l1)
+        if l2:
+            w /= 1 + steps * l2
+        return w
+
     def prox_group_lasso_(self, w, t):
         """Each row of 2-D w: row *= max(0, 1 - t / ||row||_2)  (prox of t * sum of row norms).
 

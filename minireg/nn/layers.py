@@ -62,31 +62,48 @@ def layer_input(layer, x, like=None):
 
 
 def set_regularizers(layer, options):
-    """Store the Keras-style options on ``layer`` (None where not given), checking their kinds.
+    """Check the Keras-style options and record them: penalties and constraints on the parameters.
 
     ``weight_regularizer``/``bias_regularizer``: a ``Penalty``; ``weight_constraint``/``bias_constraint``:
-    a ``Constraint``; ``activity_regularizer``: any callable ``output -> Tensor``, recorded by forward
-    (``record_activity``). ``minireg.reg.attach`` turns them into loss terms or optimizer hooks.
+    a ``Constraint``; each is attached (``minireg.reg.attach``, mode "auto") to that one parameter,
+    so every optimizer stepping it applies it. ``activity_regularizer``: any callable
+    ``output -> Tensor``, recorded by each training forward (``record_activity``) and summed by
+    ``model.regularization_loss()``. The options also stay readable as attributes (None where not given).
     """
+    from minireg.errors import ArgumentError
+    from minireg.reg.attach import attach
     name = type(layer).__name__
     unknown = set(options) - set(REGULARIZER_OPTIONS)
     if unknown:
-        raise TypeError(f"{name}() got unexpected options {sorted(unknown)}; expected {sorted(REGULARIZER_OPTIONS)}")
+        raise ArgumentTypeError(f"{name}() got unexpected options {sorted(unknown)}; expected "
+                                f"{sorted(REGULARIZER_OPTIONS)}")
     for key, kind in REGULARIZER_OPTIONS.items():
         value = options.get(key)
         if value is not None and not (isinstance(value, kind) if kind else callable(value)):
-            raise TypeError(f"{name}: {key} must be {f'a {kind.__name__}' if kind else 'callable'}, "
-                            f"got {type(value).__name__}")
+            raise ArgumentTypeError(f"{name}: {key} must be {f'a {kind.__name__}' if kind else 'callable'}, "
+                                    f"got {type(value).__name__}")
         if value is not None and key.startswith("bias_") and layer.bias is None:
-            raise ValueError(f"{name}: {key} given but the layer has no bias (bias=False)")
+            raise ArgumentError(f"{name}: {key} given but the layer has no bias (bias=False)")
+    for key in REGULARIZER_OPTIONS:
+        value = options.get(key)
         setattr(layer, key, value)
+        if value is not None and key != "activity_regularizer":
+            attach(getattr(layer, key.split("_")[0]), value)
     layer.activity_loss = None
 
 
 def record_activity(layer, output):
-    """``layer.activity_loss = activity_regularizer(output)`` in training mode, else None; returns output."""
+    """``layer.activity_loss = activity_regularizer(output)`` in training mode, else None; returns output.
+
+    The loss is recorded (``minireg.reg.attach.record_activity_loss``) so that an optimizer step can
+    tell when backward never reached it.
+    """
+    from minireg.reg.attach import record_activity_loss
     regularizer = layer.activity_regularizer
-    layer.activity_loss = regularizer(output) if regularizer is not None and layer.training else None
+    if regularizer is not None and layer.training:
+        layer.activity_loss = record_activity_loss(layer, regularizer(output))
+    else:
+        layer.activity_loss = None
     return output
 
 

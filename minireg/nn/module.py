@@ -118,6 +118,12 @@ class Module:
     def eval(self):
         return self.train(False)
 
+    def regularization_loss(self):
+        """The activity regularization losses recorded by the last training forward, summed (Keras's
+        ``model.losses``); 0.0 when there are none. Add it to the loss: ``minireg.reg.attach``."""
+        from minireg.reg.attach import regularization_loss
+        return regularization_loss(self)
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None

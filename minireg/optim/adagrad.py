@@ -26,3 +26,9 @@ class Adagrad(Optimizer):
         total = self._buffer(state, "sum", p, group["initial_accumulator_value"])
         total += g * g
         w -= group["lr"] / (1 + (step - 1) * group["lr_decay"]) * (g / (p.backend.xp.sqrt(total) + group["eps"]))
+
+    def _prox_step(self, p, state, group):
+        """lr_t / (sqrt(s) + eps), the per-coordinate steps of the update just taken: the metric of
+        the attached proximal steps (``minireg.reg.attach``)."""
+        lr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        return lr / (p.backend.xp.sqrt(state["sum"]) + group["eps"])

@@ -1,6 +1,9 @@
 """Adam (coupled L2 weight decay) and AdamW (decoupled weight decay)."""
+import math
+
 from minireg.kernels.reference import adamw_coefficients
 from minireg.optim.optimizer import Optimizer, betas, flag, nonnegative, positive
+from minireg.reg.attach import fused_strengths
 
 
 class Adam(Optimizer):
@@ -11,6 +14,9 @@ class Adam(Optimizer):
         w = w - lr / (1 - b1^t) * m / (sqrt(v') / sqrt(1 - b2^t) + eps)
 
     Without amsgrad the update is one call of the backend's fused ``adamw_prox_step_`` kernel.
+    Attached proximal steps (``minireg.reg.attach``) are taken in Adam's metric, with the
+    per-coordinate steps lr / (sqrt(v_hat) + eps) (``_prox_step``); a "prox_lr" L1 or elastic net
+    is fused into the kernel (threshold lr*l1).
     """
 
     _checks = {"lr": nonnegative, "betas": betas, "eps": positive, "weight_decay": nonnegative, "amsgrad": flag}
@@ -30,8 +36,12 @@ class Adam(Optimizer):
             g = g + weight_decay * w
         decay = weight_decay if self._decoupled else 0.0   # the kernel's decay is the decoupled one
         if not group["amsgrad"]:
-            p.backend.kernels.adamw_prox_step_(w, g, m, v, step, lr, beta1, beta2, eps, decay, 0.0)
-            return
+            fused = fused_strengths(p, ("prox_lr",))   # an attached "prox_lr" L1 / elastic net: threshold lr*l1
+            l1, l2 = fused or (0.0, 0.0)
+            p.backend.kernels.adamw_prox_step_(w, g, m, v, step, lr, beta1, beta2, eps, decay, l1)
+            if l2:
+                p.backend.kernels.prox_l2_(w, lr * l2)
+            return fused is not None
         # AMSGrad has no kernel: the same arithmetic as the kernel, with the running maximum of v.
         xp = p.backend.xp
         v_max = self._buffer(state, "max_exp_avg_sq", p)
@@ -43,6 +53,14 @@ class Adam(Optimizer):
         v_max[...] = xp.maximum(v_max, v)
         w *= coef.decay
         w -= coef.step_size * m / (xp.sqrt(v_max) * coef.inv_sqrt_bc2 + eps)
+
+
+    def _prox_step(self, p, state, group):
+        """lr / (sqrt(v_hat) + eps), v_hat = v / (1 - beta2^t) (AMSGrad: its running maximum): the
+        per-coordinate steps of the update just taken, the metric of the attached proximal steps."""
+        v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
+        inv_sqrt_bc2 = 1 / math.sqrt(1 - group["betas"][1] ** state["step"])
+        return group["lr"] / (p.backend.xp.sqrt(v) * inv_sqrt_bc2 + group["eps"])
 
 
 class AdamW(Adam):

@@ -40,6 +40,7 @@ import numpy as np
 
 from minireg import check
 from minireg._config import enable_grad, no_grad
+from minireg.reg.attach import attachments, check_activity
 from minireg.check import flag, nonnegative, positive, probability as unit_interval, suggest as _suggest
 from minireg.errors import (ArgumentError, ArgumentTypeError, CheckpointError, DeviceError, DTypeError,
                             NonFiniteError, ShapeError)
@@ -125,12 +126,32 @@ class Optimizer:
         self.param_groups = checked
         self.state = {}       # parameter -> {entry name: array or number}; keyed by the object itself
         self._hooks = []      # registration order
-        self._pre_hooks, self._post_hooks = (), ()
+        self._order_hooks()
 
     def __repr__(self):
+        """The options, the parameter counts, then one line per attached regularizer (with the shapes
+        of the parameters it acts on) and per hook, in the order ``step()`` applies them."""
         sizes = ", ".join(str(len(g["params"])) for g in self.param_groups)
         options = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
-        return f"{type(self).__name__}({options}; params per group: {sizes})"
+        lines = [f"{type(self).__name__}({options}; params per group: {sizes})"]
+        for stage in PRE_STAGES + POST_STAGES:
+            for attachment, params in self.regularizers():
+                if attachment.stage == stage:
+                    shapes = ", ".join(str(tuple(p.shape)) for p in params)
+                    lines.append(f"  {attachment!r} on {len(params)} parameter{'s' * (len(params) > 1)}: {shapes}")
+            lines += [f"  hook {h!r}" for h in self._hooks_by_stage[stage]]
+        return "\n".join(lines)
+
+    def regularizers(self):
+        """``[(attachment, [params])]``: each regularizer attached to parameters of this optimizer
+        (``minireg.reg.attach``), with the parameters it acts on, in attachment order."""
+        found = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                for attachment in attachments(p):
+                    key = (id(attachment.regularizer), attachment.mode)
+                    found.setdefault(key, (attachment, []))[1].append(p)
+        return list(found.values())
 
     # -- validation ------------------------------------------------------------------------------
     def _checked_options(self, options, where):
@@ -216,6 +237,7 @@ class Optimizer:
         ordered = sorted(self._hooks, key=lambda h: _STAGE_ORDER[h.stage])   # stable: registration order
         self._pre_hooks = tuple(h for h in ordered if h.timing == "pre")
         self._post_hooks = tuple(h for h in ordered if h.timing == "post")
+        self._hooks_by_stage = {stage: tuple(h for h in ordered if h.stage == stage) for stage in _STAGE_ORDER}
 
     @property
     def hooks(self):
@@ -266,11 +288,15 @@ class Optimizer:
             if not self._gradients_ok():
                 self.skipped_steps += 1
                 return loss
+            check_activity([p for group in self.param_groups for p in group["params"]])
+            self._apply_attached("penalty", active)
             self._run_hooks(self._pre_hooks, active)
             for group, params in zip(self.param_groups, active):
                 for p in params:
-                    self._update(p, p.grad.data, self.state.setdefault(p, {}), group)
-            self._run_hooks(self._post_hooks, active)
+                    state = self.state.setdefault(p, {})
+                    if not self._update(p, p.grad.data, state, group):   # True: it applied the prox itself
+                        self._apply_prox(p, state, group)
+            self._run_post_stages(active)
             for params in active:           # the one place the in-place updates are recorded
                 for p in params:
                     p._bump_version()
@@ -320,8 +346,44 @@ class Optimizer:
             for group, params in zip(self.param_groups, active):
                 hook.hook(self, group, params)
 
+    # -- regularizers attached to the parameters (minireg.reg.attach) ------------------------------
+    def _apply_attached(self, stage, active):
+        """Penalty gradients ("penalty") or projections ("constraint") of the stepped parameters."""
+        for params in active:
+            for p in params:
+                for attachment in attachments(p):
+                    if attachment.stage == stage:
+                        if stage == "penalty":
+                            attachment.regularizer.accumulate_grad_(p)
+                        else:
+                            attachment.regularizer.project_(p)
+
+    def _apply_prox(self, p, state, group):
+        """The proximal steps attached to ``p``, right after its update: mode "prox" in this
+        optimizer's metric (``_prox_step``), mode "prox_lr" with the plain learning rate."""
+        metric = None
+        for attachment in attachments(p):
+            if attachment.mode == "prox":
+                metric = self._prox_step(p, state, group) if metric is None else metric
+                attachment.regularizer.prox_(p, metric)
+            elif attachment.mode == "prox_lr":
+                attachment.regularizer.prox_(p, group["lr"])
+
+    def _prox_step(self, p, state, group):
+        """The step of the proximal operator in this optimizer's metric, right after the update of
+        ``p``: the learning rate (Euclidean metric, as for SGD), or for adaptive optimizers the array
+        of per-coordinate steps lr / (sqrt(v_hat) + eps) of the update just taken."""
+        return group["lr"]
+
+    def _run_post_stages(self, active):
+        """prox hooks -> attached constraints -> constraint hooks."""
+        self._run_hooks(self._hooks_by_stage["prox"], active)
+        self._apply_attached("constraint", active)
+        self._run_hooks(self._hooks_by_stage["constraint"], active)
+
     def _update(self, p, g, state, group):
-        """Update ``p.data`` in place from gradient array ``g``; ``state`` is p's (mutable) state."""
+        """Update ``p.data`` in place from gradient array ``g``; ``state`` is p's (mutable) state.
+        Returns True only when it also applied ``p``'s attached proximal steps (a fused kernel)."""
         raise NotImplementedError
 
     @staticmethod

@@ -2,58 +2,27 @@
 
     ProximalSGD     (ISTA)   w <- prox_{lr R}(w - lr * grad f(w))
     FISTA                     the same step at an extrapolated point (Beck & Teboulle 2009)
-    ProximalAdamW             the AdamW step, then w <- prox_{lr R}(w)
+    ProximalAdamW             the AdamW step, then the prox of R in Adam's metric
 
-Unlike adding R to the loss (or its subgradient to the gradient), the prox step of an L1 penalty
-sets small weights to exactly zero. The penalty's selection applies: parameters it does not select
-(by default biases and normalization scales) take the plain step. For ``L1``, ``L2`` and
-``ElasticNet`` the step and the prox are one fused kernel of the parameter's backend
-(``sgd_prox_step_``, ``adamw_prox_step_``: one pass over memory); any other penalty takes the step,
-then its own ``prox_``. These optimizers apply R themselves: do not also attach R as a hook.
+Each is a thin shorthand: the constructor attaches ``penalty`` to the parameters it selects
+(``minireg.reg.attach(optimizer, penalty, mode="prox")``), and the step applies it like any
+attached proximal step. So the penalty lives on those parameters from then on (another optimizer
+stepping them applies it too) and attaching it again is an error. Parameters the penalty does not
+select (by default biases and normalization scales) take the plain step.
+
+For ``L1``, ``L2`` and ``ElasticNet`` (``ElasticNetForm``) ISTA's step and prox are one fused
+kernel of the parameter's backend (``sgd_prox_step_``: one pass over memory), as is
+``ProximalAdamW(prox_lr=True)`` (``adamw_prox_step_``, threshold lr*l1). The default
+``ProximalAdamW`` prox is taken in Adam's own metric (threshold lr*l1 / (sqrt(v_hat) + eps) per
+coordinate, so that it minimizes f + R; see ``minireg.reg.attach``): the Adam kernel, then
+``prox_elastic_net_scaled_``.
 """
 import math
 
+from minireg import check
 from minireg.optim.adam import AdamW
 from minireg.optim.optimizer import Optimizer, nonnegative
-from minireg.reg.base import Penalty
-from minireg.reg.penalties import L1, L2, ElasticNet
-
-
-def _checked_penalty(owner, penalty):
-    if not isinstance(penalty, Penalty):
-        raise TypeError(f"{owner}: penalty must be a minireg.reg Penalty, got {type(penalty).__name__}")
-    if not penalty.has_prox:
-        raise ValueError(f"{owner}: {type(penalty).__name__} has no closed-form prox; use a plain optimizer with "
-                         f"attach(optimizer, penalty, mode='grad')")
-    return penalty
-
-
-# (l1, l2) with R(w) = l1*||w||_1 + l2/2*||w||^2: the form the fused kernels take. Exact types: a
-# subclass may change R.
-_ELASTIC_NET_FORMS = {
-    L1: lambda r: (r.alpha, 0.0),                  # alpha*||w||_1
-    L2: lambda r: (0.0, 2 * r.alpha),              # alpha*||w||^2 (Keras scaling)
-    ElasticNet: lambda r: (r.alpha * r.l1_ratio, r.alpha * (1 - r.l1_ratio)),
-}
-
-
-def elastic_net_strengths(penalty, p):
-    """(l1, l2) with R(w) = l1*||w||_1 + l2/2*||w||^2 on ``p`` ((0, 0) when ``penalty`` does not select
-    ``p``), or None when R is not of that form and needs the penalty's own ``prox_``."""
-    if not penalty.selected([p]):
-        return 0.0, 0.0
-    form = _ELASTIC_NET_FORMS.get(type(penalty))
-    return form(penalty) if form else None
-
-
-def _prox_gradient_step(penalty, p, g, lr):
-    """p.data <- prox_{lr R}(p.data - lr*g), in one kernel pass where R is an elastic net."""
-    strengths = elastic_net_strengths(penalty, p)
-    if strengths is not None:
-        p.backend.kernels.sgd_prox_step_(p.data, g, lr, *strengths)
-    else:
-        p.data -= lr * g
-        penalty.prox_(p, lr)
+from minireg.reg.attach import attach, fused_strengths
 
 
 class ProximalSGD(Optimizer):
@@ -67,10 +36,17 @@ class ProximalSGD(Optimizer):
 
     def __init__(self, params, lr, penalty):
         super().__init__(params, dict(lr=lr))
-        self.penalty = _checked_penalty(type(self).__name__, penalty)
+        attach(self, penalty, "prox")
+        self.penalty = penalty
 
     def _update(self, p, g, state, group):
-        _prox_gradient_step(self.penalty, p, g, group["lr"])
+        """The gradient step, fused with the prox where ``fused_strengths`` allows."""
+        strengths = fused_strengths(p, ("prox", "prox_lr"))    # SGD's metric is the plain lr
+        if strengths is None:
+            p.data -= group["lr"] * g
+            return False
+        p.backend.kernels.sgd_prox_step_(p.data, g, group["lr"], *strengths)
+        return True
 
 
 _T = [1.0]   # t_1, t_2, ...: a pure function of k, so one list serves every FISTA instance
@@ -103,40 +79,29 @@ class FISTA(ProximalSGD):
         if "iterate" not in state:
             state["iterate"] = p.backend.xp.asarray(p.data, copy=True)
         k = state["step"] = state.get("step", 0) + 1
-        _prox_gradient_step(self.penalty, p, g, group["lr"])
+        if not super()._update(p, g, state, group):
+            self._apply_prox(p, state, group)          # the prox comes before the extrapolation
         x, previous = p.data, state["iterate"]
         delta = x - previous
         previous[...] = x
         x += (fista_t(k) - 1) / fista_t(k + 1) * delta
+        return True
 
 
 class ProximalAdamW(AdamW):
-    """AdamW (``minireg.optim.AdamW``; decoupled ``weight_decay``, default 0 here) followed by the
-    prox step w <- prox_{lr R}(w) with the group's learning rate.
+    """AdamW (``minireg.optim.AdamW``; decoupled ``weight_decay``, default 0 here) with ``penalty``
+    attached as a proximal step.
 
-    For L1 (and the L1 part of an elastic net) moments, bias correction, decay and the soft
-    threshold soft(w, lr*l1) are one call of ``adamw_prox_step_``; an L2 part is then the scaling
-    w / (1 + lr*l2). Other penalties, and ``amsgrad``, take the AdamW step, then ``penalty.prox_``.
-    The threshold is lr*l1 whatever Adam's per-coordinate step: weights whose updates stay below it
-    are held at exactly zero.
+    By default the prox is taken in Adam's metric (mode "prox"): for L1 the per-coordinate
+    threshold lr*alpha / (sqrt(v_hat) + eps), so the optimizer minimizes loss + R with R's strength
+    meaning what it means in the loss. ``prox_lr=True`` (mode "prox_lr") keeps the threshold
+    lr*alpha in parameter units, fused into ``adamw_prox_step_``: weights whose Adam updates stay
+    below lr*alpha are held at zero, which is not the objective loss + R (see ``minireg.reg.attach``).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *, penalty):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *, penalty,
+                 prox_lr=False):
+        prox_lr = check.flag("ProximalAdamW: prox_lr", prox_lr)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-        self.penalty = _checked_penalty(type(self).__name__, penalty)
-
-    def _update(self, p, g, state, group):
-        strengths = None if group["amsgrad"] else elastic_net_strengths(self.penalty, p)
-        if strengths is None:
-            super()._update(p, g, state, group)
-            if self.penalty.selected([p]):
-                self.penalty.prox_(p, group["lr"])
-            return
-        l1, l2 = strengths
-        lr, (beta1, beta2) = group["lr"], group["betas"]
-        m, v = self._buffer(state, "exp_avg", p), self._buffer(state, "exp_avg_sq", p)
-        step = state["step"] = state.get("step", 0) + 1
-        p.backend.kernels.adamw_prox_step_(p.data, g, m, v, step, lr, beta1, beta2, group["eps"],
-                                           group["weight_decay"], l1)
-        if l2:
-            p.backend.kernels.prox_l2_(p.data, lr * l2)
+        attach(self, penalty, "prox_lr" if prox_lr else "prox")
+        self.penalty = penalty

@@ -45,3 +45,12 @@ class RMSprop(Optimizer):
             w -= group["lr"] * buf
         else:
             w -= group["lr"] * (g / denom)
+
+    def _prox_step(self, p, state, group):
+        """lr / d, d the denominator of the update just taken: the per-coordinate steps, the
+        metric of the attached proximal steps (``minireg.reg.attach``)."""
+        xp = p.backend.xp
+        square_avg = state["square_avg"]
+        if group["centered"]:
+            square_avg = square_avg - state["grad_avg"] * state["grad_avg"]
+        return group["lr"] / (xp.sqrt(square_avg) + group["eps"])

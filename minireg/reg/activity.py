@@ -12,30 +12,35 @@ this family, is an option of the loss: ``F.cross_entropy(logits, y, label_smooth
 """
 import math
 
+from minireg import check
 from minireg import functional as F
 from minireg.autograd import grad
-from minireg.errors import GraphError, ShapeError
+from minireg.errors import ArgumentTypeError, GraphError, ShapeError
 from minireg.reg.base import Penalty, check_strength
-from minireg.reg.penalties import check_choice
 from minireg.tensor import Tensor, tensor
 
 
 class ActivityPenalty(Penalty):
     """A penalty on a tensor of the forward pass: ``reg(x)`` is ``penalty(x)``, differentiable.
 
-    It has no parameters to act on, so ``value``/``add_grad_`` (the parameter interface, e.g. an
-    optimizer hook) raise a TypeError.
+    It has no parameters to act on, so ``value``/``add_grad_`` (the parameter interface) raise an
+    ArgumentTypeError and ``minireg.reg.attach`` refuses it: give it to a layer as
+    ``activity_regularizer=`` and add ``model.regularization_loss()`` to the loss.
     """
+    activity_only = True
 
     def __call__(self, x):
         return self.penalty(x if isinstance(x, Tensor) else tensor(x))
 
     def value(self, params):
-        raise TypeError(f"{type(self).__name__} penalizes activations, not parameters: call it on a tensor of "
+        raise ArgumentTypeError(f"{type(self).__name__} penalizes activations, not parameters: call it on a tensor of "
                         f"the forward pass and add the result to the loss, e.g. loss = loss + reg(hidden)")
 
     def add_grad_(self, params):
         self.value(params)
+
+    def accumulate_grad_(self, p):
+        self.value([p])
 
 
 class ActivityRegularization(ActivityPenalty):
@@ -133,7 +138,7 @@ class InputGradientPenalty:
 
     def __init__(self, weight, norm="l2"):
         weight = check_strength("weight", weight)
-        check_choice("norm", norm, ("l2", "l1"))
+        check.choice("norm", norm, ("l2", "l1"))
         self.weight, self.norm = weight, norm
 
     def __repr__(self):

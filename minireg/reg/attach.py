@@ -1,157 +1,252 @@
-"""Attaching regularizers: to the loss, to an optimizer, or to a layer.
+"""Attaching regularizers: they live on parameters, and every optimizer applies them.
 
-Two alternatives for a soft penalty R
--------------------------------------
-1. **In the loss**: ``loss = data_loss + penalty.value(params)`` (or ``+ regularization_loss(model)``
-   for penalties given to layers). Autograd differentiates R with everything else; the optimizer
-   sees one gradient and knows nothing about R.
-2. **As an optimizer hook**: ``attach(optimizer, penalty, mode)``. ``mode="grad"`` registers a
-   ``PenaltyGradient`` that adds dR/dw to ``p.grad`` before the update (no graph, a compiled kernel
-   where one exists; the same update as alternative 1, see ``tests/reg/test_attach.py``);
-   ``mode="prox"`` registers a ``ProximalStep`` that replaces w by prox_{lr R}(w) after the update,
-   which is what produces exact zeros for L1; ``mode="auto"`` picks "prox" when the penalty has a
-   closed-form prox. Constraints are always hooks (a ``Projection`` after the update).
+    reg.attach(layer.weight, reg.L1(1e-3))          # one parameter
+    reg.attach(model, reg.MaxNorm(3.0))             # the selected parameters of a module (weights)
+    reg.attach(optimizer, reg.L1(1e-3))             # the selected parameters an optimizer steps
+    nn.Linear(64, 10, weight_regularizer=reg.L2(1e-4), weight_constraint=reg.MaxNorm(3.0))
 
-Use one alternative per regularizer, never both: that counts R twice. ``attach_model`` moves the
-penalties given to layers from the loss into the optimizer, and ``regularization_loss(model,
-optimizer)`` leaves out exactly those, so ``Trainer`` (which adds ``regularization_loss``) and
-``attach_model`` can be combined safely.
+Each call records one ``Attachment`` (the regularizer and its mode) in ``param.regularizers``.
+Every minireg optimizer applies the attachments of the parameters it steps, inside ``step()``, so
+the regularizer acts exactly once per step whatever drives the loop: ``fit``, ``Trainer``,
+``GANTrainer`` or a hand-written ``zero_grad / backward / step``. A parameter shared by two layers
+is one object, so it is regularized once. A parameter carries at most one regularizer of each
+kind: attaching the same regularizer, or a second ``L1``, to a parameter raises ``ArgumentError``
+(so a layer's ``weight_regularizer=L2(...)`` plus ``attach(model, L2(...))`` cannot count L2
+twice). ``detach(target, regularizer)`` removes one.
 
-The order of the hooks
-----------------------
-Whatever the registration order, every ``optimizer.step()`` runs
+Modes of a penalty R with strength alpha: every mode minimizes the same objective L + alpha*R
+---------------------------------------------------------------------------------------------
+- ``"grad"``: dR/dw is added to ``p.grad`` before gradient clipping and the update (no graph, a
+  compiled kernel where one exists): the same step as adding ``R`` to the loss.
+- ``"prox"``: after the update, w <- prox of R in the optimizer's own metric. For SGD (and
+  momentum SGD) the metric is Euclidean with step lr: w <- prox_{lr R}(w). For the adaptive
+  optimizers (Adam, AdamW, RMSprop, Adagrad) the update is w - D^{-1} m with a diagonal
+  D = diag((sqrt(v_hat) + eps) / lr), and the prox is taken in the same metric:
+  w <- argmin_x 1/2 ||x - w||_D^2 + R(x). For L1 that is the soft threshold with the
+  per-coordinate threshold lr*alpha / (sqrt(v_hat) + eps); elastic net and L2 likewise per
+  coordinate; group lasso has the exact block form (``GroupLasso.prox_``). The fixed points are
+  those of the subgradient method on L + alpha*R, and the zeros are exact (variable-metric
+  proximal gradient; Yun, Lozano & Yang 2021; Melchior et al. 2019). See docs/regularizers.md.
+- ``"prox_lr"``: the prox in parameter units, w <- prox_{lr R}(w), whatever the optimizer.
+  Under Adam this is NOT L + alpha*R: Adam moves each weight by about lr per step, so the
+  threshold lr*alpha acts like a penalty alpha*(sqrt(v_hat) + eps) that depends on the gradient
+  scale. Kept as an explicitly named option (it is what ``ProximalAdamW(prox_lr=True)`` does).
+- ``"auto"`` (the default): ``"prox"`` when R has a closed-form prox, else ``"grad"``.
 
-    penalty gradients -> gradient clipping -> optimizer update -> proximal steps -> constraints
+Constraints are always projections after the update (and after the proximal steps), so after a
+step the parameters are feasible. Activity regularizers depend on the forward pass and are not
+attached: the loss gets them from ``model.regularization_loss()``.
 
-so clipping sees the penalty-augmented gradient, proximal steps use the step's ``group["lr"]`` on
-the updated values, and projections come last: after a step the parameters are feasible.
+Adding ``penalty.value(params)`` to the loss by hand remains possible; it is a separate, explicit
+choice: such a penalty is not attached, so the optimizer does not apply it again.
 
 Coupled L2 is not decoupled weight decay
 ----------------------------------------
-An L2 penalty R = (lambda/2)||w||^2 attached as a gradient (or added to the loss) is *coupled*:
-lambda*w joins g before the optimizer sees it. For SGD the step is w -= lr*(g + lambda*w), exactly
-``SGD(weight_decay=lambda)``. For Adam the sum passes through the adaptive scaling,
-w -= lr*m_hat(g + lambda*w)/(sqrt(v_hat) + eps): coordinates with large past gradients (large v)
-are barely decayed, coordinates with small gradients are decayed strongly, and the decay is
-nowhere lr*lambda*w. AdamW's *decoupled* decay w -= lr*lambda*w is applied outside the adaptive
-scaling, the same shrinkage for every coordinate (Loshchilov & Hutter 2019). The two coincide for
-SGD and differ for Adam whenever gradient scales differ between coordinates.
-
-Regularizers on layers
-----------------------
-``Linear``, ``Conv2d`` and ``ConvTranspose2d`` take Keras's ``weight_regularizer``,
-``bias_regularizer``, ``activity_regularizer``, ``weight_constraint`` and ``bias_constraint``.
-A weight or bias penalty acts on that one parameter (the user named it, so the default
-weights-only selection does not apply); an activity regularizer is any callable on the layer's
-output, evaluated at each forward in training mode and kept as ``layer.activity_loss``. Penalties
-reach the training objective through ``regularization_loss`` or, with ``attach_model``, through
-optimizer hooks; constraints take effect only through ``attach_model``.
+An L2 penalty attached as a gradient (or added to the loss) is *coupled*: 2*alpha*w joins g
+before the optimizer sees it; for SGD the step is w -= lr*(g + 2*alpha*w), exactly
+``SGD(weight_decay=2*alpha)``. For Adam the sum passes through the adaptive scaling. AdamW's
+*decoupled* decay w -= lr*lambda*w is applied outside the adaptive scaling: the same shrinkage
+for every coordinate (Loshchilov & Hutter 2019); it is an optimizer option, not a penalty.
 """
-import copy
+import weakref
 
-from minireg.reg.base import Constraint, Penalty, PenaltyGradient, Projection, ProximalStep
+from minireg import check
+from minireg.errors import ArgumentError, ArgumentTypeError, GraphError
+from minireg.function import Function
+from minireg.reg.base import Constraint, Penalty, Regularizer
+from minireg.tensor import Tensor
 
-MODES = ("auto", "grad", "prox")
+MODES = ("auto", "grad", "prox", "prox_lr")
+STAGE_OF_MODE = {"grad": "penalty", "prox": "prox", "prox_lr": "prox", "project": "constraint"}
 
 
-def hook_for(regularizer, mode="auto"):
-    """The optimizer hook applying ``regularizer``: a ``Projection`` for a Constraint; for a Penalty a
-    ``ProximalStep`` (``mode="prox"``, or "auto" when it has a prox) or a ``PenaltyGradient`` ("grad")."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+class Attachment:
+    """One regularizer recorded on one parameter, with the mode the optimizer applies it in:
+    ``"grad"``, ``"prox"``, ``"prox_lr"`` (penalties) or ``"project"`` (constraints)."""
+    __slots__ = ("regularizer", "mode")
+
+    def __init__(self, regularizer, mode):
+        self.regularizer, self.mode = regularizer, mode
+
+    @property
+    def stage(self):
+        """The optimizer stage it runs in: "penalty", "prox" or "constraint"."""
+        return STAGE_OF_MODE[self.mode]
+
+    def __repr__(self):
+        return f"{self.mode}:{self.regularizer!r}"
+
+
+def resolve_mode(regularizer, mode="auto"):
+    """The mode ``regularizer`` is applied in: "project" for a Constraint; for a Penalty "grad",
+    "prox" or "prox_lr" ("auto": "prox" when it has a closed-form prox, else "grad")."""
+    check.choice("attach: mode", mode, MODES)
     if isinstance(regularizer, Constraint):
         if mode != "auto":
-            raise ValueError(f"{type(regularizer).__name__} is a constraint, always applied as a projection; "
-                             f"mode={mode!r} applies to penalties only")
-        return Projection(regularizer)
+            raise ArgumentError(f"attach: {type(regularizer).__name__} is a constraint, always applied as a "
+                                f"projection after the update; mode={mode!r} applies to penalties only")
+        return "project"
     if not isinstance(regularizer, Penalty):
-        raise TypeError(f"expected a Penalty or a Constraint, got {type(regularizer).__name__}")
+        raise ArgumentTypeError(f"attach: regularizer must be a minireg.reg Penalty or Constraint, got "
+                                f"{type(regularizer).__name__} (activity regularizers go to a layer's "
+                                f"activity_regularizer= and into the loss via model.regularization_loss())")
+    if getattr(regularizer, "activity_only", False):
+        raise ArgumentTypeError(f"attach: {type(regularizer).__name__} penalizes activations, not parameters: give "
+                                f"it to a layer as activity_regularizer= and add model.regularization_loss() to "
+                                f"the loss")
     if mode == "auto":
-        mode = "prox" if regularizer.has_prox else "grad"
-    return ProximalStep(regularizer) if mode == "prox" else PenaltyGradient(regularizer)
+        return "prox" if regularizer.has_prox else "grad"
+    if mode != "grad" and not regularizer.has_prox:
+        raise ArgumentError(f"attach: {type(regularizer).__name__} has no closed-form prox, so mode={mode!r} is "
+                            f"impossible; use mode='grad' (or 'auto')")
+    return mode
 
 
-def attach(optimizer, regularizer, mode="auto"):
-    """Register ``regularizer`` on ``optimizer`` as the hook ``hook_for(regularizer, mode)``; returns it."""
-    return optimizer.add_hook(hook_for(regularizer, mode))
+def attachments(param):
+    """The ``Attachment``s recorded on ``param`` (an empty tuple when there are none)."""
+    return tuple(param.__dict__.get("regularizers", ()))
 
 
-def detach(optimizer, hooks):
-    """Remove a hook returned by ``attach``, or a list of them as returned by ``attach_model``."""
-    for hook in [hooks] if hasattr(hooks, "hook") else list(hooks):
-        optimizer.remove_hook(hook)
+def fused_strengths(p, modes):
+    """(l1, l2) when ``p``'s only attached proximal step is an L1 / L2 / elastic net penalty
+    (``ElasticNetForm``) in one of ``modes``, so that an optimizer may fuse it into its update
+    kernel; else None."""
+    from minireg.reg.penalties import ElasticNetForm
+    proxes = [a for a in attachments(p) if a.stage == "prox"]
+    if len(proxes) == 1 and proxes[0].mode in modes and isinstance(proxes[0].regularizer, ElasticNetForm):
+        return proxes[0].regularizer.strengths
+    return None
 
 
-def _unique_modules(model):
-    """``named_modules`` with each module once (a shared layer is regularized once)."""
-    seen = set()
-    for prefix, layer in model.named_modules():
-        if layer not in seen:
-            seen.add(layer)
-            yield prefix, layer
+def _targets(target, regularizer):
+    """The parameters ``attach(target, regularizer)`` acts on, in a stable order, each once."""
+    from minireg.nn.module import Module
+    from minireg.optim.optimizer import Optimizer
+    if isinstance(target, Tensor):
+        params = [target]                       # the user named it: no selection
+    elif isinstance(target, Module):
+        params = regularizer.selected(list(target.parameters()))
+    elif isinstance(target, Optimizer):
+        params = regularizer.selected([p for group in target.param_groups for p in group["params"]])
+    else:
+        raise ArgumentTypeError(f"attach: target must be a Parameter, a Module or an Optimizer, got "
+                                f"{type(target).__name__}")
+    for p in params:
+        if not isinstance(p, Tensor) or not p.is_leaf or not p.requires_grad:
+            raise ArgumentError(f"attach: regularizers go on trainable leaf tensors (nn.Parameter); got a tensor "
+                                f"of shape {tuple(p.shape)} that {'is not a leaf' if not p.is_leaf else 'does not require grad'}")
+    if not params:
+        raise ArgumentError(f"attach: {regularizer!r} selects none of the parameters of the "
+                            f"{type(target).__name__} (default: weights with ndim >= 2); pass select= to choose others")
+    return params
 
 
-def layer_regularizers(model):
-    """``(name, parameter, regularizer)`` for each weight/bias regularizer and constraint set on a
-    sub-module of ``model``; ``name`` is the parameter's dotted name, as in ``named_parameters``."""
-    for prefix, layer in _unique_modules(model):
-        for attr in ("weight", "bias"):
-            param = getattr(layer, attr, None)
-            for option in (f"{attr}_regularizer", f"{attr}_constraint"):
-                regularizer = getattr(layer, option, None)
-                if regularizer is None:
-                    continue
-                if param is None:   # e.g. SpectralNorm moved the weight to the wrapper's weight_orig
-                    raise ValueError(f"layer {prefix or type(layer).__name__!r} has a {option} but no {attr!r} "
-                                     f"parameter (a wrapper such as SpectralNorm may have moved it); attach the "
-                                     f"regularizer to the wrapper's parameter with reg.attach(optimizer, ...)")
-                yield (f"{prefix}.{attr}" if prefix else attr), param, regularizer
+def attach(target, regularizer, mode="auto"):
+    """Record ``regularizer`` on the parameters of ``target`` (a Parameter, a Module or an Optimizer);
+    returns the list of parameters it was attached to. See the module docstring for the modes.
 
-
-def attach_model(model, optimizer, mode="auto"):
-    """Register one hook per layer-attached weight/bias regularizer and constraint; returns the hooks.
-
-    Each hook holds a copy of the layer's regularizer whose selection is that one parameter object
-    (so a ``bias_regularizer`` does act on the bias); the copy shares the regularizer's arrays and
-    tensors but not later re-assignments of its settings: call ``attach_model`` again (after
-    ``detach``) when a layer's regularizer changes. ``mode`` applies to the penalties, as in ``attach``.
-    Nothing is registered if some regularized parameter is not optimized by ``optimizer`` or the
-    model is already attached to it.
+    All or nothing: if any parameter already carries a regularizer of the same kind, ArgumentError
+    and nothing is recorded.
     """
-    optimized = {p for group in optimizer.param_groups for p in group["params"]}
-    already = {h.parameter for h in optimizer.hooks if hasattr(h, "parameter")}
-    hooks = []
-    for name, param, regularizer in layer_regularizers(model):
-        if param not in optimized:
-            raise ValueError(f"{name} has a {type(regularizer).__name__}, but {type(optimizer).__name__} does not "
-                             f"optimize it")
-        if param in already:
-            raise ValueError(f"{name} already has hooks from attach_model on this optimizer; detach them first")
-        own = copy.copy(regularizer)
-        own.select = lambda p, param=param: p is param
-        hook = hook_for(own, mode if isinstance(own, Penalty) else "auto")
-        hook.name, hook.parameter = f"{hook.name}:{name}", param
-        hooks.append(hook)
-    for hook in hooks:
-        optimizer.add_hook(hook)
-    return hooks
+    mode = resolve_mode(regularizer, mode)
+    params = _targets(target, regularizer)
+    for p in params:
+        for existing in attachments(p):
+            if type(existing.regularizer) is type(regularizer):
+                same = "it is" if existing.regularizer is regularizer else f"{existing.regularizer!r} is"
+                raise ArgumentError(f"attach: {regularizer!r}: {same} already attached to this parameter of shape "
+                                    f"{tuple(p.shape)}; a parameter carries at most one regularizer of each kind, "
+                                    f"so that none acts twice (reg.detach(param, old) first, or combine the "
+                                    f"strengths into one)")
+    for p in params:
+        p.__dict__.setdefault("regularizers", []).append(Attachment(regularizer, mode))
+    return params
 
 
-def regularization_loss(model, optimizer=None):
-    """sum of R(param) over the layer-attached weight/bias penalties, plus every ``activity_loss`` that
-    the last forward (in training mode) recorded: Keras's ``model.losses``, differentiable.
+def detach(target, regularizer):
+    """Remove ``regularizer`` from the parameters of ``target`` that carry it; returns them."""
+    if not isinstance(regularizer, Regularizer):
+        raise ArgumentTypeError(f"detach: regularizer must be a minireg.reg Penalty or Constraint, got "
+                                f"{type(regularizer).__name__}")
+    if isinstance(target, Tensor):
+        params = [target]
+    else:
+        params = _targets(target, Regularizer(select=lambda p: True))
+    removed = []
+    for p in params:
+        kept = [a for a in attachments(p) if a.regularizer is not regularizer]
+        if len(kept) != len(attachments(p)):
+            p.__dict__["regularizers"] = kept
+            removed.append(p)
+    if not removed:
+        raise ArgumentError(f"detach: {regularizer!r} is not attached to any parameter of the {type(target).__name__}")
+    return removed
 
-    Penalties that ``attach_model`` gave to ``optimizer`` are left out (they act as its hooks).
-    Returns None when there is nothing to add, so ``Trainer`` adds no op to unregularized models.
-    """
-    hooks = optimizer.hooks if optimizer is not None else ()
-    hooked = {h.parameter for h in hooks if hasattr(h, "parameter") and hasattr(h, "penalty")}
-    terms = [regularizer.penalty(param) for _, param, regularizer in layer_regularizers(model)
-             if isinstance(regularizer, Penalty) and param not in hooked]
-    terms += [layer.activity_loss for _, layer in _unique_modules(model)
-              if getattr(layer, "activity_loss", None) is not None]
+
+# -- activity regularizers: recorded by a layer's training forward, added to the loss ---------------
+_recorded = weakref.WeakKeyDictionary()     # layer -> ActivityRecord of its last training forward
+
+
+class ActivityRecord:
+    """Whether the activity loss of a layer's last training forward reached a backward pass."""
+    __slots__ = ("reached",)
+
+    def __init__(self):
+        self.reached = False
+
+
+class _MarkReached(Function):
+    """Identity whose backward notes, in its record, that the activity loss reached a backward pass."""
+    saves = ()
+
+    def __init__(self, record):
+        self.record = record
+
+    def forward(self, x):
+        return x
+
+    def backward(self, gy):
+        self.record.reached = True
+        return (gy,)
+
+
+def record_activity_loss(layer, loss):
+    """``loss`` (a Tensor) as ``layer``'s activity loss of this forward. When it is part of a graph,
+    backward marks its record as reached, which the optimizer checks (``check_activity``)."""
+    if isinstance(loss, Tensor) and loss.requires_grad:
+        record = _recorded[layer] = ActivityRecord()
+        return _MarkReached(record)(loss)
+    _recorded.pop(layer, None)
+    return loss
+
+
+def check_activity(params):
+    """GraphError when a layer owning one of ``params`` recorded an activity loss in its last training
+    forward that no backward reached (it was left out of the loss): ``optimizer.step()`` calls it."""
+    if not _recorded:
+        return
+    params = {id(p) for p in params}
+    for layer, record in list(_recorded.items()):
+        if record.reached or not any(id(p) in params for p in layer.parameters(recurse=False)):
+            continue
+        raise GraphError(f"{type(layer).__name__}({layer.extra_repr()}) recorded an activity regularization loss "
+                         f"in its last training forward, but backward never reached it: add "
+                         f"model.regularization_loss() to the loss before backward (fit and Trainer do), or run "
+                         f"forwards that are not training steps in eval mode (model.eval()) or under no_grad()")
+
+
+def regularization_loss(model):
+    """Sum of the activity losses recorded by ``model``'s layers in their last training forward
+    (Keras's ``model.losses``), differentiable; 0.0 when there are none. Weight and bias penalties
+    are not in it: they live on the parameters, and the optimizer applies them."""
+    terms, seen = [], set()
+    for layer in model.modules():
+        loss = layer.__dict__.get("activity_loss")
+        if loss is not None and id(layer) not in seen:
+            seen.add(id(layer))
+            terms.append(loss)
     if not terms:
-        return None
+        return 0.0
     total = terms[0]
     for term in terms[1:]:
         total = total + term

@@ -1,25 +1,26 @@
 """The regularizer interface: one way to compute a value, a gradient, a prox or a projection.
 
-- ``Penalty`` (soft): ``value(params) -> Tensor`` is differentiable, so it can simply be added to
-  the loss; ``add_grad_(params)`` is the fast path that adds the same gradient straight into
-  ``param.grad`` (a compiled kernel where one exists) without building a graph; ``prox_(param,
-  step)`` replaces the values by prox_{step R}(values) where a closed form exists (``has_prox``).
-- ``Constraint`` (hard): ``project_(param)`` replaces the values by their projection onto the
+- ``Penalty`` (soft): ``value(params) -> Tensor`` is differentiable, so it can be added to the loss
+  by hand; ``accumulate_grad_(p)`` adds the same gradient straight into ``p.grad`` (a compiled
+  kernel where one exists) without building a graph; ``prox_(p, step)`` replaces the values by
+  prox_{step R}(values) where a closed form exists (``has_prox``). ``step`` is the learning rate,
+  or an array of per-coordinate steps (an adaptive optimizer's metric, see ``minireg.reg.attach``).
+- ``Constraint`` (hard): ``project_(p)`` replaces the values by their projection onto the
   feasible set.
 
-Three ways to attach (see ``minireg.reg.attach``): add ``value`` to the loss; register as optimizer
-hooks; or give to a layer (``Linear(..., weight_regularizer=..., weight_constraint=...)``).
-Optimizer hooks run in one fixed, documented order every step:
+Regularizers live on parameters: ``minireg.reg.attach(param_or_module_or_optimizer, regularizer)``
+records an ``Attachment`` (regularizer + mode) in ``param.regularizers``, and every minireg
+optimizer applies the attachments of the parameters it steps, in one fixed order:
 
     penalty gradients -> gradient clipping -> optimizer update -> proximal steps -> constraints
 
-(``timing``/``stage`` below; the optimizer enforces it). Proximal steps use the step's learning
-rate ``group["lr"]``. By default regularizers act on weights only: parameters with at least two
-dimensions, which skips biases and normalization scales; pass ``select=`` to choose otherwise.
+By default a regularizer attached to a module or an optimizer acts on weights only (parameters
+with at least two dimensions, which skips biases and normalization scales); pass ``select=`` to
+choose otherwise. Attached to one parameter it acts on that parameter, whatever ``select`` says.
 """
-import math
-
+from minireg import check
 from minireg._config import no_grad
+from minireg.errors import ArgumentError
 
 
 def weights_only(param):
@@ -39,12 +40,18 @@ def grad_buffer(p):
 
 
 def check_strength(name, value, allow_zero=True):
-    """A finite, non-negative (or positive) float, else a ValueError saying what was expected."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
-            value < 0 or (value == 0 and not allow_zero)):
+    """A finite number >= 0 (> 0 unless ``allow_zero``) as a float (NumPy scalars too), else an
+    ArgumentError (ArgumentTypeError for a non-number) saying what was expected."""
+    try:
+        return check.nonnegative(name, value) if allow_zero else check.positive(name, value)
+    except ArgumentError:
         expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
+        raise ArgumentError(f"{name} must be {expected}, got {value!r}") from None
+
+
+def is_scalar_step(step):
+    """True for a learning rate (a number), False for an array of per-coordinate steps."""
+    return not hasattr(step, "shape") or step.shape == ()
 
 
 class Regularizer:
@@ -73,8 +80,8 @@ class Penalty(Regularizer):
         """sum_p R(p) over the selected parameters, differentiable (add it to the loss)."""
         selected = self.selected(params)
         if not selected:
-            raise ValueError(f"{type(self).__name__}: none of the given parameters is selected "
-                             f"(default: weights with ndim >= 2); pass select= to choose others")
+            raise ArgumentError(f"{type(self).__name__}: none of the given parameters is selected "
+                                f"(default: weights with ndim >= 2); pass select= to choose others")
         total = self.penalty(selected[0])
         for p in selected[1:]:
             total = total + self.penalty(p)
@@ -86,18 +93,23 @@ class Penalty(Regularizer):
         from minireg.autograd import grad
         from minireg.tensor import Tensor
         leaf = Tensor._make(w.data, w.backend).requires_grad_()
-        with enable_grad():       # add_grad_ calls this under no_grad; the penalty's own graph is needed
+        with enable_grad():       # called under no_grad by optimizers; the penalty's own graph is needed
             return grad(self.penalty(leaf), leaf)[0].data
 
-    def add_grad_(self, params):
-        """param.grad += dR/dparam for the selected parameters (the optimizer-hook fast path)."""
+    def accumulate_grad_(self, p):
+        """p.grad += dR/dp for this one parameter (no selection): what an attached penalty does."""
         with no_grad():
-            for p in self.selected(params):
-                buffer = grad_buffer(p)
-                buffer += self.gradient(p)
+            buffer = grad_buffer(p)
+            buffer += self.gradient(p)
+
+    def add_grad_(self, params):
+        """p.grad += dR/dp for each selected parameter of ``params``."""
+        for p in self.selected(params):
+            self.accumulate_grad_(p)
 
     def prox_(self, param, step):
-        """Replace param's values by prox_{step R}(values); only where ``has_prox``."""
+        """Replace param's values by prox_{step R}(values); only where ``has_prox``. ``step`` is a
+        number (the learning rate) or an array of per-coordinate steps shaped like ``param``."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form proximal operator")
 
 
@@ -109,42 +121,3 @@ class Constraint(Regularizer):
 
     def is_feasible(self, param, tol=1e-6):
         raise NotImplementedError
-
-
-class PenaltyGradient:
-    """Optimizer hook: add the penalty's gradient before the update (coupled regularization)."""
-    timing, stage = "pre", "penalty"
-
-    def __init__(self, penalty):
-        self.penalty, self.name = penalty, f"grad:{type(penalty).__name__}"
-
-    def hook(self, optimizer, group, params):
-        self.penalty.add_grad_(params)
-
-
-class ProximalStep:
-    """Optimizer hook: w <- prox_{lr R}(w) after the update, with the step's learning rate."""
-    timing, stage = "post", "prox"
-
-    def __init__(self, penalty):
-        if not penalty.has_prox:
-            raise ValueError(f"{type(penalty).__name__} has no closed-form prox; attach it with mode='grad'")
-        self.penalty, self.name = penalty, f"prox:{type(penalty).__name__}"
-
-    def hook(self, optimizer, group, params):
-        with no_grad():
-            for p in self.penalty.selected(group["params"]):
-                self.penalty.prox_(p, group["lr"])
-
-
-class Projection:
-    """Optimizer hook: project onto the constraint set after the update (and after prox steps)."""
-    timing, stage = "post", "constraint"
-
-    def __init__(self, constraint):
-        self.constraint, self.name = constraint, f"project:{type(constraint).__name__}"
-
-    def hook(self, optimizer, group, params):
-        with no_grad():
-            for p in self.constraint.selected(group["params"]):
-                self.constraint.project_(p)

@@ -12,31 +12,21 @@ scikit-learn for the elastic net. Each docstring states the exact formula and ho
 """
 import weakref
 
+from minireg import check
 from minireg import functional as F
 from minireg.errors import ShapeError
 from minireg.random import default_generator
-from minireg.reg.base import Penalty, check_strength, grad_buffer
+from minireg.reg.base import Penalty, check_strength, grad_buffer, is_scalar_step
 from minireg.tensor import Tensor
-
-
-def check_choice(name, value, choices):
-    """``value`` if it is one of ``choices``, else a ValueError listing them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 class KernelPenalty(Penalty):
     """A penalty whose gradient and prox are in-place kernels of the parameter's backend.
 
-    Subclasses implement ``_add_grad(g, p)`` (g += dR/dp on arrays) and ``_prox(p, step)``
-    (p.data = prox_{step R}(p.data)); gradient, add_grad_ and prox_ are built on them.
+    Subclasses implement ``_add_grad(g, p)`` (g += dR/dp on arrays), ``_prox(p, step)``
+    (p.data = prox_{step R}(p.data) for a number ``step``) and ``_scaled_prox(p, steps)`` (the prox
+    in the diagonal metric of per-coordinate ``steps``, an array like p: for a separable R,
+    coordinate i gets prox_{steps_i R_i}); gradient, accumulate_grad_ and prox_ are built on them.
     """
     has_prox = True
 
@@ -46,18 +36,37 @@ class KernelPenalty(Penalty):
     def _prox(self, p, step):
         raise NotImplementedError
 
+    def _scaled_prox(self, p, steps):
+        raise NotImplementedError
+
     def gradient(self, w):
         return self._add_grad(w.backend.xp.zeros_like(w.data), w)
 
-    def add_grad_(self, params):
-        for p in self.selected(params):
-            self._add_grad(grad_buffer(p), p)
+    def accumulate_grad_(self, p):
+        self._add_grad(grad_buffer(p), p)
 
     def prox_(self, param, step):
-        self._prox(param, check_strength("step", step))
+        if is_scalar_step(step):
+            self._prox(param, check_strength("step", step))
+        else:
+            self._scaled_prox(param, step)
+        param._bump_version()
 
 
-class L2(KernelPenalty):
+class ElasticNetForm(KernelPenalty):
+    """R(w) = l1 * sum|w| + l2/2 * sum(w**2) for fixed (l1, l2) (``strengths``): L1, L2 and the
+    elastic net. The prox in the metric of per-coordinate steps s is soft(w, s*l1) / (1 + s*l2)."""
+
+    @property
+    def strengths(self):
+        """(l1, l2) with R(w) = l1 * sum|w| + l2/2 * sum(w**2)."""
+        raise NotImplementedError
+
+    def _scaled_prox(self, p, steps):
+        p.backend.kernels.prox_elastic_net_scaled_(p.data, steps, *self.strengths)
+
+
+class L2(ElasticNetForm):
     """R(w) = alpha * sum(w**2); gradient 2 * alpha * w; prox: w / (1 + 2 * step * alpha).
 
     Keras scaling: ``keras.regularizers.L2(l2)`` is ``L2(alpha=l2)``. PyTorch's coupled
@@ -71,6 +80,8 @@ class L2(KernelPenalty):
         super().__init__(select)
         self.alpha = alpha
 
+    strengths = property(lambda self: (0.0, 2 * self.alpha))
+
     def penalty(self, w):
         return self.alpha * (w * w).sum()
 
@@ -81,7 +92,7 @@ class L2(KernelPenalty):
         p.backend.kernels.prox_l2_(p.data, 2 * step * self.alpha)
 
 
-class L1(KernelPenalty):
+class L1(ElasticNetForm):
     """R(w) = alpha * sum|w|; subgradient alpha * sign(w) with sign(0) = 0 (minimum norm);
     prox: soft threshold sign(w) * max(|w| - step * alpha, 0), which gives exact zeros.
 
@@ -94,6 +105,8 @@ class L1(KernelPenalty):
         super().__init__(select)
         self.alpha = alpha
 
+    strengths = property(lambda self: (self.alpha, 0.0))
+
     def penalty(self, w):
         return self.alpha * w.abs().sum()
 
@@ -104,7 +117,7 @@ class L1(KernelPenalty):
         p.backend.kernels.prox_l1_(p.data, step * self.alpha)
 
 
-class ElasticNet(KernelPenalty):
+class ElasticNet(ElasticNetForm):
     """R(w) = alpha * l1_ratio * sum|w| + 0.5 * alpha * (1 - l1_ratio) * sum(w**2).
 
     scikit-learn's parametrization (``ElasticNet(alpha=1.0, l1_ratio=0.5)``: the same penalty term
@@ -116,25 +129,21 @@ class ElasticNet(KernelPenalty):
 
     def __init__(self, alpha=1.0, l1_ratio=0.5, select=None):
         alpha = check_strength("alpha", alpha)
-        if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, (int, float)) or not 0 <= l1_ratio <= 1:
-            raise ValueError(f"l1_ratio must be a number in [0, 1], got {l1_ratio!r}")
+        l1_ratio = check.probability("l1_ratio", l1_ratio, allow_one=True)
         super().__init__(select)
         self.alpha, self.l1_ratio = alpha, float(l1_ratio)
 
-    @property
-    def _strengths(self):
-        """(l1, l2): R = l1 * sum|w| + l2/2 * sum(w**2)."""
-        return self.alpha * self.l1_ratio, self.alpha * (1 - self.l1_ratio)
+    strengths = property(lambda self: (self.alpha * self.l1_ratio, self.alpha * (1 - self.l1_ratio)))
 
     def penalty(self, w):
-        l1, l2 = self._strengths
+        l1, l2 = self.strengths
         return l1 * w.abs().sum() + 0.5 * l2 * (w * w).sum()
 
     def _add_grad(self, g, p):
-        return p.backend.kernels.elastic_net_grad_(g, p.data, *self._strengths)
+        return p.backend.kernels.elastic_net_grad_(g, p.data, *self.strengths)
 
     def _prox(self, p, step):
-        l1, l2 = self._strengths
+        l1, l2 = self.strengths
         p.backend.kernels.prox_elastic_net_(p.data, step * l1, step * l2)
 
 
@@ -158,7 +167,7 @@ class GroupLasso(Penalty):
 
     def __init__(self, alpha, groups="rows", select=None):
         alpha = check_strength("alpha", alpha)
-        check_choice("groups", groups, tuple(_GROUPINGS))
+        check.choice("groups", groups, tuple(_GROUPINGS))
         super().__init__(select)
         self.alpha, self.groups = alpha, groups
 
@@ -177,19 +186,71 @@ class GroupLasso(Penalty):
         norms = F.where(nonzero, F.sqrt(F.where(nonzero, squares, 1.0)), 0.0)
         return self.alpha * norms.sum()
 
-    def prox_(self, param, step):
-        t = check_strength("step", step) * self.alpha
+    def _grouped(self, param, array):
+        """``array`` (shaped like ``param``) as a contiguous (groups, group size) array, and the
+        function writing such an array back into param.data."""
         backend, xp = param.backend, param.backend.xp
         # groups on axis 1: swap axes 0 and 1 (a permutation that is its own inverse)
         swap = None if self._axis(param.shape) == 0 else (1, 0) + tuple(range(2, param.ndim))
-        w = param.data if swap is None else xp.permute_dims(param.data, swap)
+        w = array if swap is None else xp.permute_dims(array, swap)
         grouped = xp.reshape(w, (w.shape[0], -1))
         if swap is not None:
             grouped = backend.copy(grouped)   # contiguous, so the compiled kernel applies
-        backend.kernels.prox_group_lasso_(grouped, t)
-        # written back: even without a swap, the array API does not promise that reshape is a view
-        result = xp.reshape(grouped, w.shape)
-        param.data[...] = result if swap is None else xp.permute_dims(result, swap)
+
+        def write_back(result):
+            # even without a swap, the array API does not promise that reshape is a view
+            result = xp.reshape(result, w.shape)
+            param.data[...] = result if swap is None else xp.permute_dims(result, swap)
+        return grouped, write_back
+
+    def prox_(self, param, step):
+        """Block soft threshold w_g * max(0, 1 - step*alpha / ||w_g||) for a number ``step``.
+
+        With per-coordinate steps s (an adaptive optimizer's metric D = diag(1/s)) the prox of
+        alpha*||x_g|| in that metric, argmin_x 1/2 sum_i (x_i - v_i)^2 / s_i + alpha*||x||, is exact:
+        x = 0 when ||v / s|| <= alpha, else x_i = v_i * r / (r + alpha*s_i) where r = ||x|| > 0 solves
+        sum_i v_i^2 / (r + alpha*s_i)^2 = 1 (one root in (0, ||v||); ``_metric_radius``). Equal steps
+        give back the block soft threshold.
+        """
+        grouped, write_back = self._grouped(param, param.data)
+        if is_scalar_step(step):
+            param.backend.kernels.prox_group_lasso_(grouped, check_strength("step", step) * self.alpha)
+        else:
+            xp = param.backend.xp
+            steps, _ = self._grouped(param, step)
+            t = self.alpha * steps
+            zero = xp.sum((grouped / steps) ** 2, axis=1, keepdims=True) <= self.alpha ** 2
+            r = _metric_radius(xp, grouped, t)
+            grouped = xp.where(zero, 0.0, grouped * (r / (r + t)))
+        write_back(grouped)
+        param._bump_version()
+
+
+_NEWTON_STEPS = 30
+
+
+def _metric_radius(xp, v, t):
+    """Per row, the r in [0, ||v||] with sum_i v_i^2 / (r + t_i)^2 = 1 (r = 0 where no root is positive).
+
+    Newton's method on h(r) = phi(r)^(-1/2), phi(r) = sum_i v_i^2 / (r + t_i)^2, which is linear
+    (one step exact) when the t_i are equal; an iterate leaving the bracket, kept by the sign of
+    h - 1, is replaced by the bracket's midpoint (safeguarded Newton).
+    """
+    lo = xp.zeros_like(v[:, :1])
+    hi = xp.sqrt(xp.sum(v * v, axis=1, keepdims=True))
+    r = hi / 2
+    tiny = xp.finfo(v.dtype).tiny
+    for _ in range(_NEWTON_STEPS):
+        inverse = 1 / (r + t)
+        phi = xp.sum((v * inverse) ** 2, axis=1, keepdims=True)
+        dphi = -2 * xp.sum(v * v * inverse ** 3, axis=1, keepdims=True)
+        h = 1 / xp.sqrt(xp.maximum(phi, tiny))
+        dh = -0.5 * h ** 3 * dphi
+        lo = xp.where(h < 1, r, lo)        # h < 1: phi > 1, the root lies above r
+        hi = xp.where(h >= 1, r, hi)
+        newton = r - (h - 1) / xp.maximum(dh, tiny)
+        r = xp.where((newton > lo) & (newton < hi), newton, (lo + hi) / 2)
+    return r
 
 
 class Orthogonal(Penalty):
@@ -208,7 +269,7 @@ class Orthogonal(Penalty):
 
     def __init__(self, beta=1e-4, mode="off_diagonal", select=None):
         beta = check_strength("beta", beta)
-        check_choice("mode", mode, ("off_diagonal", "full"))
+        check.choice("mode", mode, ("off_diagonal", "full"))
         super().__init__(select)
         self.beta, self.mode = beta, mode
 
@@ -245,7 +306,7 @@ class SpectralNormPenalty(Penalty):
 
     The squared norm, as Yoshida & Miyato, so the gradient 2 * beta * sigma * u v^T is smooth in
     sigma. sigma is estimated by power iteration (Miyato et al. 2018) with one persistent left vector
-    u per parameter (kept in a WeakKeyDictionary keyed by the parameter object): every call to
+    u per parameter (kept in a dict keyed by the parameter's id, dropped with it): every call to
     ``penalty`` or ``gradient`` runs ``n_power_iterations`` steps v = W^T u / ||W^T u||,
     u = W v / ||W v|| (15 more the first time, as PyTorch's spectral_norm), then sigma = u^T W v.
     In ``penalty`` u and v are constants, so d sigma / dW = u v^T. Conv kernels are reshaped to
@@ -255,17 +316,17 @@ class SpectralNormPenalty(Penalty):
 
     def __init__(self, beta, n_power_iterations=1, eps=1e-12, select=None):
         beta = check_strength("beta", beta)
-        n_power_iterations = check_positive_int("n_power_iterations", n_power_iterations)
+        n_power_iterations = check.positive_int("n_power_iterations", n_power_iterations)
         eps = check_strength("eps", eps, allow_zero=False)
         super().__init__(select)
         self.beta, self.n_power_iterations, self.eps = beta, n_power_iterations, eps
-        self._left = weakref.WeakKeyDictionary()
+        self._left = {}   # id(parameter) -> u; not a WeakKeyDictionary, whose lookups use == (elementwise)
 
     def singular_vectors(self, w):
         """(u, v, sigma) after this call's power iterations; raw arrays, W = w.reshape(out, -1)."""
         xp = w.backend.xp
         matrix = xp.reshape(w.data, (w.shape[0], -1))
-        u = self._left.get(w)
+        u = self._left.get(id(w))
         steps = self.n_power_iterations
         if u is None or not w.backend.owns(u) or u.shape[0] != w.shape[0] or u.dtype != w.dtype:
             u = _unit(xp, w.backend.random_normal(default_generator(), (w.shape[0],), w.dtype), self.eps)
@@ -273,7 +334,9 @@ class SpectralNormPenalty(Penalty):
         for _ in range(steps):
             v = _unit(xp, xp.matmul(u, matrix), self.eps)
             u = _unit(xp, xp.matmul(matrix, v), self.eps)
-        self._left[w] = u
+        if id(w) not in self._left:
+            weakref.finalize(w, self._left.pop, id(w), None)
+        self._left[id(w)] = u
         return u, v, xp.sum(u * xp.matmul(matrix, v))
 
     def penalty(self, w):

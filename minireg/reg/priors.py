@@ -18,7 +18,8 @@ from minireg.nn.module import Module
 from minireg.nn.parameter import Parameter
 from minireg.reg.base import Regularizer, check_strength, weights_only
 from minireg.reg.base import Penalty
-from minireg.reg.penalties import KernelPenalty, check_positive_int
+from minireg import check
+from minireg.reg.penalties import KernelPenalty
 from minireg.tensor import Tensor
 
 
@@ -108,6 +109,11 @@ class L2SP(KernelPenalty):
         w = p.backend.kernels.prox_l2_(p.data, t)
         w += (t / (1 + t)) * ref
 
+    def _scaled_prox(self, p, steps):
+        # per coordinate, with t = 2*s*alpha: (v + t*w_ref) / (1 + t)
+        t = (2 * self.alpha) * steps
+        p.data[...] = (p.data + t * self.reference(p).data) / (1 + t)
+
 
 Anchor = L2SP
 
@@ -184,7 +190,7 @@ class SoftWeightSharing(Module, Penalty):
 
     def __init__(self, n_components=16, pi_zero=0.99, init_range=0.6, init_std=0.25, tau=5e-3,
                  precision_prior=ULLRICH_PRECISION_PRIOR, select=None, dtype=None):
-        n_components = check_positive_int("n_components", n_components)
+        n_components = check.positive_int("n_components", n_components)
         if n_components < 2:
             raise ValueError(f"n_components must be >= 2 (the zero component and at least one more), got {n_components}")
         if isinstance(pi_zero, bool) or not isinstance(pi_zero, (int, float)) or not 0 < pi_zero < 1:

@@ -9,8 +9,8 @@ import pytest
 import minireg as mr
 from minireg.nn import Parameter
 from minireg.optim import SGD, AdamW
-from minireg.optim.proximal import FISTA, ProximalAdamW, ProximalSGD, elastic_net_strengths, fista_t
-from minireg.reg.attach import attach
+from minireg.optim.proximal import FISTA, ProximalAdamW, ProximalSGD, fista_t
+from minireg.reg.attach import attach, fused_strengths
 from minireg.reg.penalties import L1, L2, ElasticNet, GroupLasso, Orthogonal
 
 RNG = np.random.default_rng(0)
@@ -117,38 +117,57 @@ def test_proximal_optimizer_is_the_plain_one_with_a_prox_hook(name, plain, proxi
 @pytest.mark.parametrize("cls, fused_kernel, options", [
     (ProximalSGD, "sgd_prox_step_", dict(lr=0.3)),
     (FISTA, "sgd_prox_step_", dict(lr=0.3)),
+    (ProximalAdamW, "adamw_prox_step_", dict(lr=0.05, prox_lr=True)),
     (ProximalAdamW, "adamw_prox_step_", dict(lr=0.05)),
-])
+], ids=["ProximalSGD", "FISTA", "ProximalAdamW-prox_lr", "ProximalAdamW"])
 def test_elastic_net_penalties_take_one_fused_kernel(monkeypatch, name, cls, fused_kernel, options):
     penalty = PROXES[name][0]
     params = make_params()
     kernels = params[0].backend.kernels
     calls = []
     for kernel in ("sgd_prox_step_", "adamw_prox_step_", "prox_l1_", "prox_l2_", "prox_elastic_net_",
-                   "prox_group_lasso_"):
+                   "prox_elastic_net_scaled_", "prox_group_lasso_"):
         original = getattr(kernels, kernel)
         monkeypatch.setattr(kernels, kernel, lambda *a, _k=kernel, _f=original: calls.append(_k) or _f(*a))
     run(cls(params, penalty=penalty, **options), params, steps=1)
-    adam = cls is ProximalAdamW
-    # For Adam an L2 part is a second, cheap pass; penalties without a fused form take the plain
-    # step (SGD: no kernel), then their own prox.
-    weight = {"L1": [fused_kernel], "L2": [fused_kernel] + ["prox_l2_"] * adam,
-              "ElasticNet": [fused_kernel] + ["prox_l2_"] * adam,
-              "GroupLasso": [fused_kernel] * adam + ["prox_group_lasso_"]}[name]
-    assert calls == weight + [fused_kernel]     # the bias is not selected: the fused kernel, zero strengths
+    adam, adaptive = cls is ProximalAdamW, cls is ProximalAdamW and not options.get("prox_lr")
+    # For Adam with prox_lr an L2 part is a second, cheap pass; in Adam's own metric the step is the
+    # Adam kernel, then the scaled prox; penalties without a fused form take the plain step (SGD:
+    # no kernel), then their own prox.
+    fused = [fused_kernel, "prox_elastic_net_scaled_"] if adaptive else [fused_kernel]
+    weight = {"L1": fused, "L2": fused + ["prox_l2_"] * (adam and not adaptive),
+              "ElasticNet": fused + ["prox_l2_"] * (adam and not adaptive),
+              "GroupLasso": [fused_kernel] * adam + ["prox_group_lasso_"] * (not adaptive)}[name]
+    assert calls == weight + [fused_kernel] * adam     # the bias is not selected: the plain step
+
+
+def test_adam_prox_is_taken_in_adams_metric():
+    """ProximalAdamW(L1(a)): soft threshold lr*a / (sqrt(v_hat) + eps) per coordinate after the step."""
+    lr, a, eps, (b1, b2) = 0.05, 0.3, 1e-8, (0.9, 0.999)
+    w, m, v = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
+    for t in range(1, STEPS + 1):
+        (g, _) = gradients([w, B0])
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        steps = lr / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        w = w - lr / (1 - b1 ** t) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps)
+        w = soft(w, steps * a)
+    params = make_params()
+    got = run(ProximalAdamW(params, lr=lr, penalty=L1(a)), params)
+    np.testing.assert_allclose(got[0], w, rtol=1e-12, atol=1e-15)
+    assert np.count_nonzero(w == 0) > 0
 
 
 def test_elastic_net_strengths_match_the_penalties():
+    assert L1(0.3).strengths == (0.3, 0.0)
+    assert L2(0.3).strengths == (0.0, 0.6)           # 0.3*||w||^2 = 0.6/2*||w||^2
+    assert ElasticNet(0.4, 0.25).strengths == pytest.approx((0.1, 0.3))
     w = Parameter(np.ones((2, 2)))
-    assert elastic_net_strengths(L1(0.3), w) == (0.3, 0.0)
-    assert elastic_net_strengths(L2(0.3), w) == (0.0, 0.6)           # 0.3*||w||^2 = 0.6/2*||w||^2
-    assert elastic_net_strengths(ElasticNet(0.4, 0.25), w) == pytest.approx((0.1, 0.3))
-    assert elastic_net_strengths(GroupLasso(0.1), w) is None
-    assert elastic_net_strengths(L1(0.3), Parameter(np.ones(2))) == (0.0, 0.0)    # bias: not selected
-
-    class Shifted(L1):    # a subclass may change R, so it takes its own prox
-        pass
-    assert elastic_net_strengths(Shifted(0.3), w) is None
+    assert fused_strengths(w, ("prox",)) is None
+    attach(w, GroupLasso(0.1))
+    assert fused_strengths(w, ("prox",)) is None     # no fused form
+    v = Parameter(np.ones((2, 2)))
+    attach(v, L1(0.3), mode="prox_lr")
+    assert fused_strengths(v, ("prox_lr",)) == (0.3, 0.0) and fused_strengths(v, ("prox",)) is None
 
 
 @pytest.mark.parametrize("make", [
@@ -165,6 +184,7 @@ def test_state_dict_round_trip_continues_the_same_trajectory(make, tmp_path):
     run(first, params)
     np.savez(tmp_path / "state.npz", state=np.array(first.state_dict(), dtype=object))
     saved = np.load(tmp_path / "state.npz", allow_pickle=True)["state"].item()
+    params = [Parameter(p.numpy().copy()) for p in params]     # a fresh process: new parameters
     second = make(params)
     second.load_state_dict(saved)
     for got, want in zip(run(second, params), straight):
@@ -190,7 +210,7 @@ def test_steps_stay_on_the_parameters_device(backend, make):
 
 @pytest.mark.parametrize("make, error, match", [
     (lambda ps: ProximalSGD(ps, lr=0.1, penalty=Orthogonal(0.1)), ValueError, "no closed-form prox"),
-    (lambda ps: FISTA(ps, lr=0.1, penalty=0.1), TypeError, "penalty must be a minireg.reg Penalty"),
+    (lambda ps: FISTA(ps, lr=0.1, penalty=0.1), TypeError, "regularizer must be a minireg.reg Penalty"),
     (lambda ps: ProximalAdamW(ps, lr=0.1), TypeError, "penalty"),
     (lambda ps: ProximalAdamW(ps, lr=0.1, penalty=L1(0.1), weight_decy=0.1), TypeError, "did you mean 'weight_decay'"),
     (lambda ps: ProximalSGD(ps, lr=-0.1, penalty=L1(0.1)), ValueError, "lr must be >= 0"),
