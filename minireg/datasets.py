@@ -38,7 +38,9 @@ import os
 
 import numpy as np
 
+from minireg import check
 from minireg.data import Standardizer, train_val_split
+from minireg.errors import ArgumentError
 
 FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 _FASHION_HINT = ("install with `sudo apt-get install dataset-fashion-mnist` "
@@ -60,23 +62,24 @@ def read_idx(path):
         try:
             buf = gzip.decompress(buf)
         except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: corrupt gzip data ({exc})") from exc
+            raise ArgumentError(f"{path}: corrupt gzip data ({exc})") from exc
     if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an idx file of unsigned bytes: magic is {buf[:4].hex()!r}, "
-                         f"expected '000008' followed by the number of dimensions")
+        raise ArgumentError(f"{path}: not an idx file of unsigned bytes: magic is {buf[:4].hex()!r}, "
+                            f"expected '000008' followed by the number of dimensions")
     ndim = buf[3]
     header = 4 + 4 * ndim
     if len(buf) < header:
-        raise ValueError(f"{path}: truncated idx header ({len(buf)} bytes, {ndim} dimensions need {header})")
+        raise ArgumentError(f"{path}: truncated idx header ({len(buf)} bytes, {ndim} dimensions need {header})")
     shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", count=ndim, offset=4))
     if len(buf) != header + math.prod(shape):
-        raise ValueError(f"{path}: idx header promises shape {shape} ({math.prod(shape)} bytes of data), "
-                         f"but the file holds {len(buf) - header}")
+        raise ArgumentError(f"{path}: idx header promises shape {shape} ({math.prod(shape)} bytes of data), "
+                            f"but the file holds {len(buf) - header}")
     return np.frombuffer(buf, np.uint8, offset=header).reshape(shape)
 
 
 def _images(x, flatten, scale, max_value):
     """uint8/float images (N, H, W) -> float32 (N, 1, H, W) or (N, H*W), divided by max_value if scale."""
+    flatten, scale = check.flag("flatten", flatten), check.flag("scale", scale)
     x = x.astype(np.float32)
     if scale:
         x /= max_value
@@ -97,8 +100,8 @@ def _load_idx_dataset(directory, flatten, scale, hint):
         images = read_idx(_find(directory, images_name, hint))
         labels = read_idx(_find(directory, labels_name, hint))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"{directory}: {images_name} has shape {images.shape} and {labels_name} {labels.shape}; "
-                             f"expected (N, H, W) images and N labels")
+            raise ArgumentError(f"{directory}: {images_name} has shape {images.shape} and {labels_name} "
+                                f"{labels.shape}; expected (N, H, W) images and N labels")
         splits.append((_images(images, flatten, scale, 255.0), labels.astype(np.int64)))
     return tuple(splits)
 
@@ -132,6 +135,7 @@ def load_digits(flatten=True, scale=True):
 
 def load_diabetes(scale=True):
     """The diabetes regression data, 442 x 10, split 353 / 89 (seed 0); see the module docstring."""
+    scale = check.flag("load_diabetes: scale", scale)
     x = np.loadtxt(_sklearn_data("diabetes_data_raw.csv.gz"), dtype=np.float32)
     y = np.loadtxt(_sklearn_data("diabetes_target.csv.gz"), dtype=np.float32)
     (x_train, y_train), (x_test, y_test) = train_val_split(x, y, val_fraction=0.2, seed=_SPLIT_SEED)

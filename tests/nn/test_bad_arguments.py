@@ -1,11 +1,12 @@
-"""Every documented bad argument of the layers (minireg.nn), the data tools (minireg.data), the
-metrics and the constraints raises a MiniregError subclass (still a ValueError or TypeError) whose
+"""Every documented bad argument of the layers (minireg.nn), the data tools (minireg.data,
+minireg.datasets), the metrics and the constraints raises a MiniregError subclass (still a ValueError or TypeError) whose
 message names the argument and what it got, from minireg.check."""
 import numpy as np
 import pytest
 
 from minireg import nn
 from minireg.data import DataLoader, Standardizer, Subset, TensorDataset, random_split, train_val_split
+from minireg.datasets import load_diabetes, load_digits
 from minireg.errors import ArgumentError, ArgumentTypeError, DTypeError, MiniregError, ShapeError
 from minireg.metrics import accuracy, top_k_accuracy
 from minireg.reg.constraints import L1Ball, L2Ball, MaxNorm, MinMaxNorm, TopK, UnitNorm, WeightClip
@@ -121,6 +122,8 @@ BAD_ARGUMENTS = [
     (Standardizer().fit, dict(x=X, axis=2), ShapeError, "Standardizer.fit: axis=2 is out of range for 2-d input"),
     (Standardizer().fit, dict(x=np.array(["a", "b"])), ArgumentTypeError, "expected numeric data, got dtype <U1"),
     (Standardizer().fit, dict(x=X[:0]), ShapeError, "no samples"),
+    (load_digits, dict(flatten="yes"), ArgumentTypeError, "flatten must be True or False, got 'yes'"),
+    (load_diabetes, dict(scale=2), ArgumentTypeError, "load_diabetes: scale must be True or False, got 2"),
     # metrics
     (accuracy, dict(scores=SCORES, labels=LABELS + 1), ArgumentError, "accuracy: label 7 is out of range [0, 7)"),
     (accuracy, dict(scores=SCORES, labels=LABELS - 1), ArgumentError, "label -1 is out of range"),
