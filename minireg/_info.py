@@ -17,29 +17,37 @@ def config():
     import minireg
     from minireg import kernels
     from minireg.backend import available_backends, cupy_status, current_backend
+    from minireg.errors import BackendUnavailableError
 
-    backend = current_backend()
+    try:
+        backend, problem = current_backend(), None
+    except BackendUnavailableError as exc:       # reported, not raised: info is what one runs to find out
+        backend, problem = None, str(exc)
     omp = kernels.openmp_info()
     cupy_ok, cupy_reason = cupy_status()
-    return {
+    facts = {
         "minireg": minireg.__version__,
         "python": platform.python_version(),
         "numpy": _version("numpy"),
         "cupy": next((v for v in (_version(d) for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy"))
                       if v != "not installed"), "not installed"),
-        "backend": backend.name,
-        "device": backend.device_name,
+        "backend": backend.name if backend else f"unavailable (MINIREG_BACKEND={os.environ.get('MINIREG_BACKEND')!r})",
+        "device": backend.device_name if backend else "none",
         "available_backends": available_backends(),
         "cupy_status": "available" if cupy_ok else cupy_reason,
-        "kernels": backend.kernels.name,
+        "kernels": backend.kernels.name if backend else "none",
         "compiled_extension": "built" if kernels.HAVE_COMPILED else f"missing ({kernels.COMPILED_IMPORT_ERROR})",
         "MINIREG_PURE_PYTHON": os.environ.get("MINIREG_PURE_PYTHON", ""),
         "openmp": f"{omp['openmp']} (max threads {omp['max_threads']})",
         "executable": sys.executable,
     }
+    if problem:
+        facts["problem"] = problem
+    return facts
 
 
 def show_config(file=None):
-    """Print versions, the active backend and device, and which kernel implementation runs."""
+    """Print versions, the active backend and device, and which kernel implementation runs. A
+    ``MINIREG_BACKEND`` that cannot be used is reported on a ``problem`` line, not raised."""
     for key, value in config().items():
         print(f"{key:>20}: {value}", file=file or sys.stdout)

@@ -336,3 +336,33 @@ def test_cupy_round_trip_and_training_step_match_cpu():
         assert w.grad.device == w.device
         results.append(w.grad.numpy())
     np.testing.assert_allclose(results[0], results[1], rtol=1e-10, atol=1e-12)
+
+
+def test_set_backend_is_process_wide_and_using_backend_is_scoped_to_its_thread():
+    import threading
+    seen = {}
+
+    def record(key):
+        seen[key] = mr.current_backend()
+    try:
+        mr.set_backend(FAKE_DEVICE)
+        started_after = threading.Thread(target=record, args=("after",))
+        started_after.start()
+        started_after.join()
+        assert seen["after"] is FAKE_DEVICE                 # threads see the process-wide backend
+    finally:
+        mr.set_backend("numpy")
+    with mr.using_backend(FAKE_DEVICE):                      # a scope: this thread only
+        other = threading.Thread(target=record, args=("scoped",))
+        other.start()
+        other.join()
+        assert mr.current_backend() is FAKE_DEVICE
+    assert seen["scoped"].name == "numpy"
+
+
+def test_an_unusable_minireg_backend_names_the_variable(monkeypatch):
+    import minireg.backend as backends
+    monkeypatch.setattr(backends, "_process", None)
+    monkeypatch.setenv("MINIREG_BACKEND", "tpu")
+    with pytest.raises(mr.BackendUnavailableError, match="MINIREG_BACKEND='tpu' cannot be used: unknown backend"):
+        mr.current_backend()

@@ -21,3 +21,14 @@ def test_command_line_info_and_pure_python_switch():
     out = subprocess.run([sys.executable, "-m", "minireg", "info"], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert "kernels: reference" in out and "backend: numpy" in out
+
+
+def test_info_reports_an_unusable_minireg_backend_without_a_traceback():
+    for name, reason in (("cupy", "cannot use the 'cupy' backend"), ("bogus", "unknown backend 'bogus'")):
+        if name == "cupy" and mr.backend.cupy_status()[0]:
+            continue                                     # a GPU machine can use it
+        env = dict(os.environ, MINIREG_BACKEND=name)
+        done = subprocess.run([sys.executable, "-m", "minireg", "info"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0 and "Traceback" not in done.stderr + done.stdout
+        assert f"backend: unavailable (MINIREG_BACKEND='{name}')" in done.stdout
+        assert f"problem: MINIREG_BACKEND='{name}' cannot be used: {reason}" in done.stdout

@@ -4,6 +4,11 @@
     with minireg.using_backend("numpy"):   # temporarily back on the CPU
         ...
 The start-up choice comes from the ``MINIREG_BACKEND`` environment variable (default "numpy").
+
+Thread rules (as for the default dtype in ``minireg._config``): ``set_backend`` sets the
+**process-wide** backend, seen by every thread, started before or after the call;
+``using_backend`` changes it for a **scope**, only inside its ``with`` block and only in that
+thread (or asyncio task), and wins over the process-wide one there.
 """
 import contextlib
 import os
@@ -19,7 +24,8 @@ _FACTORIES = {"numpy": NumpyBackend, "cupy": CupyBackend}
 _DEVICE_ALIASES = {"cpu": "numpy", "cuda": "cupy", "gpu": "cupy"}
 _instances = {}          # name -> Backend, created on first use
 _extra = []              # user-registered backends (e.g. a fake device in tests)
-_current = ContextVar("minireg_backend", default=None)
+_scoped = ContextVar("minireg_backend", default=None)    # set only inside using_backend
+_process = None          # the process-wide backend; None until first use (then MINIREG_BACKEND)
 
 
 def get_backend(name_or_backend):
@@ -42,28 +48,43 @@ def register_backend(backend):
     return backend
 
 
+def _environment_backend():
+    name = os.environ.get("MINIREG_BACKEND", "numpy")
+    try:
+        return get_backend(name)
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(f"MINIREG_BACKEND={name!r} cannot be used: {exc}; unset it or choose one of "
+                                      f"{available_backends()}") from None
+
+
 def current_backend():
-    backend = _current.get()
-    if backend is None:
-        backend = get_backend(os.environ.get("MINIREG_BACKEND", "numpy"))
-        _current.set(backend)
-    return backend
+    """The backend new tensors are created on: the ``using_backend`` scope's, else the process-wide
+    one (``set_backend``, or ``MINIREG_BACKEND`` at first use)."""
+    global _process
+    backend = _scoped.get()
+    if backend is not None:
+        return backend
+    if _process is None:
+        _process = _environment_backend()
+    return _process
 
 
 def set_backend(name):
-    """Make ``name`` the backend new tensors are created on."""
-    backend = get_backend(name)
-    _current.set(backend)
-    return backend
+    """Make ``name`` the process-wide backend new tensors are created on (every thread; a
+    ``using_backend`` scope still wins inside its block)."""
+    global _process
+    _process = get_backend(name)
+    return _process
 
 
 @contextlib.contextmanager
 def using_backend(name):
-    token = _current.set(get_backend(name))
+    """Context manager: ``name`` is the backend inside the block, in this thread only."""
+    token = _scoped.set(get_backend(name))
     try:
-        yield _current.get()
+        yield _scoped.get()
     finally:
-        _current.reset(token)
+        _scoped.reset(token)
 
 
 def available_backends():
