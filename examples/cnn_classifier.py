@@ -24,14 +24,15 @@ DATA = {"digits": (load_digits, 8, 40, 32), "fashion-mnist": (load_fashion_mnist
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", choices=sorted(DATA), default="digits")
 parser.add_argument("--epochs", type=int, help="default: 40 for digits, 6 for fashion-mnist")
-parser.add_argument("--backend", default="numpy")
+parser.add_argument("--backend", default=None, help="numpy or cupy (default: $MINIREG_BACKEND, else numpy)")
 parser.add_argument("--out", default="runs")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
 args = parser.parse_args()
 
 loader, size, default_epochs, batch_size = DATA[args.data]
-mr.set_backend(args.backend)
+if args.backend is not None:
+    mr.set_backend(args.backend)
 mr.manual_seed(args.seed)
 (x_train, y_train), (x_test, y_test) = loader(flatten=False)
 (x_fit, y_fit), (x_val, y_val) = train_val_split(x_train, y_train, val_fraction=0.1, seed=args.seed, stratify=y_train)

@@ -27,7 +27,6 @@ args = parser.parse_args()
 
 # ---- the loop --------------------------------------------------------------------------------------
 mr.manual_seed(0)
-rng = np.random.default_rng(0)
 (x, _), _ = load_digits()                                   # 1437 real 8x8 digits, flat, in [0, 1]
 loader = DataLoader(TensorDataset(x * 2 - 1), batch_size=64, shuffle=True, drop_last=True)
 G, D = mlp_generator(noise_dim=32, out_dim=64), mlp_discriminator(in_dim=64)
@@ -36,7 +35,7 @@ loss, r1 = get_loss("non_saturating"), R1(gamma=1.0)
 
 
 def noise(n):
-    return mr.tensor(rng.standard_normal((n, 32)).astype(np.float32))
+    return mr.randn(n, 32)      # drawn where the model lives (on a GPU: on the device, no copy)
 
 
 batches = itertools.chain.from_iterable(itertools.repeat(loader))

@@ -22,13 +22,14 @@ from minireg.training import SchedulerStep, Trainer
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=40)
-parser.add_argument("--backend", default="numpy")
+parser.add_argument("--backend", default=None, help="numpy or cupy (default: $MINIREG_BACKEND, else numpy)")
 parser.add_argument("--out", default="runs")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
 args = parser.parse_args()
 
-mr.set_backend(args.backend)
+if args.backend is not None:
+    mr.set_backend(args.backend)
 mr.manual_seed(args.seed)
 (x_train, y_train), (x_test, y_test) = load_digits()
 scaler = Standardizer().fit(x_train)                      # statistics of the training images only
