@@ -1,21 +1,22 @@
-"""The attach API: hooks for penalties and constraints, the enforced hook order, coupled L2 vs decoupled
-decay, the penalty fast path vs the loss term, layer-attached regularizers (attach_model,
-regularization_loss, activity regularizers) and the Trainer's use of them."""
+"""Regularizers live on parameters: attach/detach, one regularizer of each kind per parameter, the
+enforced order (value snapshots), coupled L2 vs decoupled decay, the gradient fast path vs the loss
+term, layer options, activity regularizers and the check that their loss reached backward, and
+fit vs a hand-written loop (bitwise) for every kind of layer regularizer."""
 import numpy as np
 import pytest
 
 import minireg as mr
 from minireg import nn
 from minireg.data import DataLoader, TensorDataset
+from minireg.errors import ArgumentError, GraphError
 from minireg.losses import mse_loss
 from minireg.nn import Parameter
 from minireg.optim import SGD, Adam, AdamW, ClipGradNorm
 from minireg.reg.activity import ActivityRegularization
-from minireg.reg.attach import attach, attach_model, detach, hook_for, regularization_loss
-from minireg.reg.base import PenaltyGradient, Projection, ProximalStep
+from minireg.reg.attach import attach, attachments, detach, regularization_loss
 from minireg.reg.constraints import MaxNorm, NonNeg, WeightClip
 from minireg.reg.penalties import L1, L2, ElasticNet, GroupLasso, Orthogonal
-from minireg.training import Trainer
+from minireg.training import Trainer, fit
 
 
 def soft(x, t):
@@ -32,40 +33,135 @@ def with_grad(p, values):
 
 
 # -- attach / detach --------------------------------------------------------------------------------
-@pytest.mark.parametrize("regularizer, mode, kind", [
-    (L1(0.1), "auto", ProximalStep),
-    (L1(0.1), "grad", PenaltyGradient),
-    (ElasticNet(0.1), "prox", ProximalStep),
-    (Orthogonal(0.1), "auto", PenaltyGradient),     # no closed-form prox
-    (MaxNorm(1.0), "auto", Projection),
-], ids=["L1-auto", "L1-grad", "ElasticNet-prox", "Orthogonal-auto", "MaxNorm"])
-def test_attach_registers_the_hook_the_mode_names(regularizer, mode, kind):
+@pytest.mark.parametrize("regularizer, mode, recorded", [
+    (L1(0.1), "auto", "prox"),
+    (L1(0.1), "grad", "grad"),
+    (L1(0.1), "prox_lr", "prox_lr"),
+    (ElasticNet(0.1), "prox", "prox"),
+    (Orthogonal(0.1), "auto", "grad"),     # no closed-form prox
+    (MaxNorm(1.0), "auto", "project"),
+], ids=["L1-auto", "L1-grad", "L1-prox_lr", "ElasticNet-prox", "Orthogonal-auto", "MaxNorm"])
+def test_attach_records_the_mode_on_the_parameter(regularizer, mode, recorded):
     w = param([[1.0, 2.0]])
-    opt = SGD([w], lr=0.1)
-    hook = attach(opt, regularizer, mode)
-    assert type(hook) is kind
-    assert (hook.constraint if kind is Projection else hook.penalty) is regularizer
-    assert opt.hooks == (hook,)
-    detach(opt, hook)
-    assert opt.hooks == ()
+    assert attach(w, regularizer, mode) == [w]
+    (attachment,) = attachments(w)
+    assert attachment.regularizer is regularizer and attachment.mode == recorded
+    assert w.regularizers == [attachment]
+    assert detach(w, regularizer) == [w]
+    assert attachments(w) == ()
+
+
+def test_attach_to_a_module_or_an_optimizer_takes_the_selected_parameters():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert attach(model, L2(1e-3)) == [model[0].weight, model[2].weight]     # weights only
+    assert attachments(model[0].bias) == ()
+    opt = SGD(model.parameters(), lr=0.1)
+    everything = MaxNorm(1.0, select=lambda p: True)
+    assert len(attach(opt, everything)) == 4
+    assert detach(model, everything) == list(model.parameters())
 
 
 @pytest.mark.parametrize("regularizer, mode, error, match", [
     (L1(0.1), "proximal", ValueError, "mode must be one of"),
     (Orthogonal(0.1), "prox", ValueError, "no closed-form prox"),
     (MaxNorm(1.0), "grad", ValueError, "always applied as a projection"),
-    (lambda w: w, "auto", TypeError, "expected a Penalty or a Constraint"),
+    (lambda w: w, "auto", TypeError, "must be a minireg.reg Penalty or Constraint"),
+    (ActivityRegularization(l1=0.1), "auto", TypeError, "penalizes activations"),
 ])
-def test_attach_rejects_what_cannot_be_a_hook(regularizer, mode, error, match):
-    opt = SGD([param([[1.0]])], lr=0.1)
+def test_attach_rejects_what_cannot_act_on_a_parameter(regularizer, mode, error, match):
+    w = param([[1.0]])
     with pytest.raises(error, match=match):
-        attach(opt, regularizer, mode)
-    assert opt.hooks == ()
+        attach(w, regularizer, mode)
+    assert attachments(w) == ()
 
 
-# -- the documented order ---------------------------------------------------------------------------
-class Spy:
-    """Wraps a hook; logs (name, grad, data) of the group's first parameter before and after it runs."""
+def test_attach_refuses_non_parameters_and_empty_selections():
+    with pytest.raises(TypeError, match="Parameter, a Module or an Optimizer"):
+        attach([param([[1.0]])], L1(0.1))
+    with pytest.raises(ValueError, match="does not require grad"):
+        attach(mr.tensor([[1.0]]), L1(0.1))
+    with pytest.raises(ValueError, match="selects none"):
+        attach(nn.Sequential(nn.ReLU()), L1(0.1))
+    with pytest.raises(ValueError, match="is not attached"):
+        detach(param([[1.0]]), L1(0.1))
+
+
+# -- double application is impossible ----------------------------------------------------------------
+def test_the_same_regularizer_twice_on_a_parameter_is_an_error_and_records_nothing():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    l1 = L1(0.1)
+    attach(model[1].weight, l1)
+    with pytest.raises(ArgumentError, match="already attached"):
+        attach(model, l1)                       # would reach model[1].weight a second time
+    assert attachments(model[0].weight) == ()   # all or nothing
+    with pytest.raises(ArgumentError, match="at most one regularizer of each kind"):
+        attach(model[1].weight, L1(0.2))        # another instance of the same kind
+    assert len(attachments(model[1].weight)) == 1
+
+
+def test_a_layer_option_and_an_attach_of_the_same_kind_cannot_both_act():
+    model = nn.Sequential(nn.Linear(3, 4, weight_regularizer=L2(1e-3)))
+    with pytest.raises(ArgumentError, match="already attached"):
+        attach(model, L2(1e-3))
+    with pytest.raises(ArgumentError, match="already attached"):
+        attach(SGD(model.parameters(), lr=0.1), L2(1e-3))
+
+
+def test_a_parameter_shared_by_two_layers_is_regularized_once():
+    def run(shared):
+        mr.manual_seed(0)
+        first = nn.Linear(3, 3, bias=False, dtype="float64", weight_regularizer=L2(0.5),
+                          weight_constraint=MaxNorm(0.8))
+        second = nn.Linear(3, 3, bias=False, dtype="float64")
+        if shared:
+            second.weight = first.weight
+            model = nn.Sequential(first, nn.Tanh(), second)
+        else:
+            model = nn.Sequential(first, nn.Tanh(), first)     # the same layer twice
+        opt = SGD(model.parameters(), lr=0.1)
+        x = mr.tensor(np.random.default_rng(0).normal(size=(5, 3)))
+        for _ in range(3):
+            opt.zero_grad()
+            (model(x) ** 2).sum().backward()
+            opt.step()
+        return first.weight.numpy(), opt
+
+    shared, opt = run(shared=True)
+    np.testing.assert_array_equal(shared, run(shared=False)[0])
+    assert [len(params) for _, params in opt.regularizers()] == [1, 1]     # L2 and MaxNorm, on one parameter
+
+
+def test_a_penalty_added_to_the_loss_by_hand_is_not_applied_again():
+    """``loss + penalty.value(params)`` is explicit and separate: the optimizer knows nothing of it."""
+    def run(by_hand):
+        w = param([[1.0, -2.0], [0.5, 3.0]])
+        penalty = L2(0.3)
+        opt = SGD([w], lr=0.1)
+        if not by_hand:
+            attach(w, penalty, mode="grad")
+        for _ in range(3):
+            loss = (w * w * w).sum()
+            loss = loss + penalty.value([w]) if by_hand else loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return w.numpy()
+
+    np.testing.assert_allclose(run(by_hand=True), run(by_hand=False), rtol=1e-14)
+
+
+# -- the documented order, with value snapshots -----------------------------------------------------
+def spying(cls, method, log, stage):
+    """A subclass of regularizer ``cls`` that logs (stage, before/after, grad, data) around ``method``."""
+    def spy(self, p, *args):
+        log.append((stage, "before", p.grad.numpy().copy(), p.numpy().copy()))
+        getattr(cls, method)(self, p, *args)
+        log.append((stage, "after", p.grad.numpy().copy(), p.numpy().copy()))
+    return type(f"Spying{cls.__name__}", (cls,), {method: spy})
+
+
+class SpyHook:
+    """Wraps a hook; logs like ``spying``."""
 
     def __init__(self, inner, log):
         self.inner, self.log = inner, log
@@ -78,15 +174,17 @@ class Spy:
         self.log.append((self.name, "after", p.grad.numpy().copy(), p.numpy().copy()))
 
 
-def test_hooks_registered_in_any_order_run_penalty_clip_update_prox_constraint():
+def test_attached_in_any_order_they_run_penalty_clip_update_prox_constraint():
     w0, g0 = np.array([[0.9, -0.3, 0.02], [-1.4, 0.6, 0.25]]), np.array([[1.0, -2.0, 0.5], [0.3, 0.1, -1.5]])
     lr, l2, l1, max_norm, c = 0.1, 0.5, 0.3, 1.0, 0.7
     w = with_grad(param(w0), g0)
     opt = SGD([w], lr=lr)
     log = []
     clip = ClipGradNorm(max_norm)
-    for inner in [hook_for(WeightClip(c)), hook_for(L1(l1), "prox"), clip, hook_for(L2(l2), "grad")]:
-        opt.add_hook(Spy(inner, log))
+    attach(w, spying(WeightClip, "project_", log, "constraint")(c))
+    attach(w, spying(L1, "prox_", log, "prox")(l1), mode="prox")
+    opt.add_hook(SpyHook(clip, log))
+    attach(w, spying(L2, "accumulate_grad_", log, "penalty")(l2), mode="grad")
     opt.step()
 
     g1 = g0 + 2 * l2 * w0                                   # L2 = l2 * ||w||^2
@@ -106,6 +204,18 @@ def test_hooks_registered_in_any_order_run_penalty_clip_update_prox_constraint()
     # every stage changed something, so the checks above pin the order down
     assert not np.allclose(g1, g2) and not np.allclose(w1, w2) and not np.allclose(w2, w3)
     np.testing.assert_array_equal(w.numpy(), log[-1][3])
+
+
+def test_the_optimizer_repr_lists_what_it_applies_in_order():
+    model = nn.Sequential(nn.Linear(3, 4, weight_constraint=MaxNorm(2.0)), nn.Linear(4, 2))
+    opt = Adam(model.parameters(), lr=0.01)
+    attach(opt, L1(1e-3))
+    opt.add_hook(ClipGradNorm(1.0))
+    lines = repr(opt).splitlines()
+    assert lines[0].startswith("Adam(lr=0.01") and "params per group: 4" in lines[0]
+    assert lines[1:] == ["  hook ClipGradNorm(max_norm=1.0, norm_type=2.0)",
+                         "  prox:L1(alpha=0.001) on 2 parameters: (4, 3), (2, 4)",
+                         "  project:MaxNorm(max_value=2.0, axis='rows') on 1 parameter: (4, 3)"]
 
 
 # -- coupled L2 vs decoupled decay ------------------------------------------------------------------
@@ -203,6 +313,27 @@ def test_layers_store_keras_style_options(make):
         make(bias=False, bias_regularizer=L1(1e-3))
 
 
+def test_layer_options_are_recorded_on_their_parameters():
+    weight_penalty, bias_penalty, weight_constraint = L2(1e-3), L1(1e-3), MaxNorm(2.0)
+    layer = nn.Linear(3, 2, weight_regularizer=weight_penalty, bias_regularizer=bias_penalty,
+                      weight_constraint=weight_constraint, bias_constraint=NonNeg())
+    assert [(a.regularizer, a.mode) for a in attachments(layer.weight)] == [(weight_penalty, "prox"),
+                                                                             (weight_constraint, "project")]
+    assert [a.mode for a in attachments(layer.bias)] == ["prox", "project"]    # named: no weights-only selection
+    assert "regularizers=[prox:L2(alpha=0.001), project:MaxNorm(" in repr(layer.weight)
+
+
+def test_a_wrapper_that_moves_the_weight_keeps_its_regularizers():
+    inner = nn.Linear(3, 2, weight_constraint=MaxNorm(0.1))
+    wrapped = nn.SpectralNorm(inner)
+    opt = SGD(wrapped.parameters(), lr=0.1)
+    assert [a.mode for a in attachments(wrapped.weight_orig)] == ["project"]
+    wrapped(mr.tensor(np.ones((1, 3), dtype=np.float32))).sum().backward()
+    opt.step()
+    assert MaxNorm(0.1).is_feasible(wrapped.weight_orig)
+
+
+# -- activity regularizers -------------------------------------------------------------------------
 @pytest.mark.parametrize("layer, shape", [(nn.Linear(3, 2, dtype="float64"), (5, 3)),
                                           (nn.Conv2d(2, 3, 3, padding=1, dtype="float64"), (2, 2, 4, 4)),
                                           (nn.ConvTranspose2d(2, 3, 3, dtype="float64"), (2, 2, 4, 4))],
@@ -215,144 +346,137 @@ def test_activity_regularizer_is_recorded_at_each_training_forward(layer, shape)
     assert layer.activity_loss.item() == pytest.approx(0.1 * np.abs(y1).sum() + 0.01 * (y1 ** 2).sum(), rel=1e-12)
     y2 = layer(x2).numpy()
     assert layer.activity_loss.item() == pytest.approx(0.1 * np.abs(y2).sum() + 0.01 * (y2 ** 2).sum(), rel=1e-12)
+    assert layer.regularization_loss() is layer.activity_loss
     layer.eval()
     layer(x1)
-    assert layer.activity_loss is None
+    assert layer.activity_loss is None and layer.regularization_loss() == 0.0
 
 
-# -- attach_model and regularization_loss -----------------------------------------------------------
 def regularized_mlp():
     mr.manual_seed(0)
     return nn.Sequential(
         nn.Linear(3, 4, dtype="float64", weight_regularizer=L1(0.1), bias_regularizer=L2(0.5),
                   weight_constraint=MaxNorm(0.5), activity_regularizer=ActivityRegularization(l2=0.1)),
         nn.ReLU(),
-        nn.Linear(4, 2, dtype="float64", bias_constraint=NonNeg()))
+        nn.Linear(4, 2, dtype="float64", bias_constraint=NonNeg(), activity_regularizer=ActivityRegularization(l1=0.2)))
 
 
-def test_regularization_loss_sums_layer_penalties_and_activity_losses():
+def test_regularization_loss_is_the_sum_of_the_activity_losses_only():
     model = regularized_mlp()
-    first = model[0]
-    w, b = first.weight.numpy(), first.bias.numpy()
-    weights_only = 0.1 * np.abs(w).sum() + 0.5 * (b ** 2).sum()     # the bias penalty acts on the bias
-    assert regularization_loss(model).item() == pytest.approx(weights_only, rel=1e-12)
-
+    assert model.regularization_loss() == 0.0 == regularization_loss(model)    # no forward yet
     x = mr.tensor(np.random.default_rng(0).normal(size=(5, 3)))
-    hidden = x.numpy() @ w.T + b
     model(x)
-    total = regularization_loss(model)
-    assert total.item() == pytest.approx(weights_only + 0.1 * (hidden ** 2).sum(), rel=1e-12)
-    total.backward()      # differentiable: d/dw of L1 + d/dw of the activity term through the forward
-    np.testing.assert_allclose(first.weight.grad.numpy(), 0.1 * np.sign(w) + 0.2 * hidden.T @ x.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(first.bias.grad.numpy(), 2 * 0.5 * b + 0.2 * hidden.sum(axis=0), rtol=1e-12)
-    assert regularization_loss(nn.Sequential(nn.Linear(3, 2), nn.ReLU())) is None
+    expected = model[0].activity_loss.item() + model[2].activity_loss.item()
+    assert model.regularization_loss().item() == pytest.approx(expected, rel=1e-15)
+    shared = nn.Sequential(model[0], nn.ReLU(), model[0].__class__(4, 3, dtype="float64"), model[0])
+    shared(x)   # the shared layer's last forward counts once
+    assert shared.regularization_loss().item() == pytest.approx(model[0].activity_loss.item(), rel=1e-15)
 
 
-def test_a_shared_layer_is_regularized_once():
-    layer = nn.Linear(3, 3, dtype="float64", weight_regularizer=L2(0.5), activity_regularizer=lambda y: y.sum())
-    model = nn.Sequential(layer, nn.ReLU(), layer)
-    out = model(mr.tensor(np.ones((1, 3))))        # the second call's activity overwrites the first's
-    expected = 0.5 * (layer.weight.numpy() ** 2).sum() + out.numpy().sum()
-    assert regularization_loss(model).item() == pytest.approx(expected, rel=1e-12)
-    opt = SGD(model.parameters(), lr=0.1)
-    assert len(attach_model(model, opt)) == 1
-
-
-def test_attach_model_binds_each_hook_to_its_own_parameter():
+def test_a_step_after_a_backward_that_missed_the_activity_loss_is_an_error_that_changes_nothing():
     model = regularized_mlp()
-    before = {name: p.numpy().copy() for name, p in model.named_parameters()}
-    lr = 0.2
-    opt = SGD(model.parameters(), lr=lr)
-    hooks = attach_model(model, opt)
-    assert [h.name for h in opt.hooks] == ["prox:L1:0.weight", "prox:L2:0.bias", "project:MaxNorm:0.weight",
-                                           "project:NonNeg:2.bias"]
-    for p in model.parameters():
-        with_grad(p, np.zeros(p.shape))
+    opt = SGD(model.parameters(), lr=0.1)
+    x = mr.tensor(np.random.default_rng(0).normal(size=(5, 3)))
+    opt.zero_grad()
+    (model(x) ** 2).sum().backward()          # forgot model.regularization_loss()
+    before = [p.numpy().copy() for p in model.parameters()]
+    with pytest.raises(GraphError, match=r"Linear\(in_features=3.*model.regularization_loss\(\)"):
+        opt.step()
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.numpy(), b)
+    opt.zero_grad()
+    ((model(x) ** 2).sum() + model.regularization_loss()).backward()
+    opt.step()                                 # reached: fine
+    with mr.no_grad():
+        model(x)                               # no graph: nothing to reach
+    opt.step()
+    model.eval()
+    opt.zero_grad()
+    (model(x) ** 2).sum().backward()           # eval mode records nothing
     opt.step()
 
-    shrunk = soft(before["0.weight"], lr * 0.1)
-    norms = np.linalg.norm(shrunk, axis=1, keepdims=True)
-    after = dict(model.named_parameters())
-    np.testing.assert_allclose(after["0.weight"].numpy(), shrunk * np.minimum(1, 0.5 / norms), rtol=1e-12)
-    # L2's default selection is weights only; named as bias_regularizer it acts on the bias
-    np.testing.assert_allclose(after["0.bias"].numpy(), before["0.bias"] / (1 + 2 * lr * 0.5), rtol=1e-15)
-    np.testing.assert_array_equal(after["2.weight"].numpy(), before["2.weight"])
-    np.testing.assert_array_equal(after["2.bias"].numpy(), np.maximum(before["2.bias"], 0))
-    # the layer's own regularizer object is left as the user made it
-    bias_hook = next(h for h in hooks if h.name == "prox:L2:0.bias")
-    assert bias_hook.parameter is model[0].bias and model[0].bias_regularizer.select is not bias_hook.penalty.select
 
-    detach(opt, hooks)
-    assert opt.hooks == ()
+# -- fit, Trainer and a hand-written loop: the same regularizers, applied once ----------------------
+KINDS = {
+    "weight": dict(weight_regularizer=L2(0.05)),
+    "bias": dict(bias_regularizer=L1(0.05)),
+    "penalty": dict(weight_regularizer=GroupLasso(0.05, groups="columns")),
+    "constraint": dict(weight_constraint=MaxNorm(0.3)),
+    "activity": dict(activity_regularizer=ActivityRegularization(l1=0.01)),
+}
 
 
-def test_attached_penalties_leave_the_regularization_loss():
-    model = regularized_mlp()
-    opt = SGD(model.parameters(), lr=0.1)
-    x = mr.tensor(np.ones((2, 3)))
-    model(x)
-    activity = model[0].activity_loss.item()
-    assert regularization_loss(model, opt).item() > activity
-    hooks = attach_model(model, opt, mode="grad")
-    assert sorted(type(h).__name__ for h in hooks) == ["PenaltyGradient", "PenaltyGradient", "Projection",
-                                                       "Projection"]
-    assert regularization_loss(model, opt).item() == pytest.approx(activity, rel=1e-15)
-    assert regularization_loss(model).item() > activity     # without the optimizer, all of it
-    detach(opt, hooks)
-    assert regularization_loss(model, opt).item() > activity
+def kind_model(options):
+    mr.manual_seed(1)
+    return nn.Sequential(nn.Linear(4, 8, dtype="float64", **options), nn.Tanh(), nn.Linear(8, 2, dtype="float64"))
 
 
-def test_attach_model_registers_nothing_when_it_cannot_attach_everything():
-    model = regularized_mlp()
-    opt = SGD(model[0].parameters(), lr=0.1)        # the last layer's bias constraint has no optimizer
-    with pytest.raises(ValueError, match="2.bias has a NonNeg, but SGD does not optimize it"):
-        attach_model(model, opt)
-    assert opt.hooks == ()
-    opt = SGD(model.parameters(), lr=0.1)
-    attach_model(model, opt)
-    with pytest.raises(ValueError, match="already has hooks from attach_model"):
-        attach_model(model, opt)
-    assert len(opt.hooks) == 4
+def kind_loader():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(24, 4)), rng.normal(size=(24, 2))
+    return DataLoader(TensorDataset(x, y), batch_size=8)
 
 
-# -- Trainer ----------------------------------------------------------------------------------------
-def manual_epoch(model, opt, batches, hooked):
-    """One epoch by hand; returns the mean data loss."""
-    first, data_losses = model[0], []
-    for x, y in batches:
-        data_loss = mse_loss(model(x), y)
-        data_losses.append(data_loss.item())
-        loss = data_loss + first.activity_loss      # activity terms are always in the loss
-        if not hooked:
-            loss = loss + 0.1 * first.weight.abs().sum() + 0.5 * (first.bias * first.bias).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return np.mean(data_losses)
+def hand_written(model, optimizer, epochs=2):
+    opt = optimizer(model.parameters())
+    for _ in range(epochs):
+        for x, y in kind_loader():
+            loss = mse_loss(model(x), y) + model.regularization_loss()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return [p.numpy() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("hooked", [False, True], ids=["in-loss", "attach_model"])
-def test_trainer_adds_the_regularization_loss_once(hooked):
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("optimizer", [lambda ps: Adam(ps, lr=0.05), lambda ps: SGD(ps, lr=0.1, momentum=0.9)],
+                         ids=["Adam", "SGD"])
+def test_fit_and_a_hand_written_loop_give_bitwise_the_same_weights(kind, optimizer):
+    options = {k: v.__class__(**vars_of(v)) for k, v in KINDS[kind].items()}
+    model = kind_model(options)
+    fit(model, optimizer(model.parameters()), mse_loss, kind_loader(), epochs=2, verbose=0)
+    fitted = [p.numpy() for p in model.parameters()]
+    options = {k: v.__class__(**vars_of(v)) for k, v in KINDS[kind].items()}
+    by_hand = hand_written(kind_model(options), optimizer)
+    plain = hand_written(kind_model({}), optimizer)
+    for got, want in zip(fitted, by_hand):
+        np.testing.assert_array_equal(got, want)
+    assert any(not np.array_equal(got, want) for got, want in zip(fitted, plain))     # it acts
+
+
+def vars_of(regularizer):
+    return {k: v for k, v in vars(regularizer).items() if not k.startswith("_") and k != "select"}
+
+
+def test_a_conv_weight_constraint_holds_under_fit():
+    """The issue's report: Conv2d(weight_constraint=MaxNorm(0.3)) under fit ended with unit norms 0.81."""
+    mr.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, dtype="float64", weight_constraint=MaxNorm(0.3)), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 2, dtype="float64"))
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
-    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    loader = DataLoader(TensorDataset(rng.normal(size=(16, 1, 6, 6)), rng.normal(size=(16, 2))), batch_size=8)
+    fit(model, Adam(model.parameters(), lr=0.05), mse_loss, loader, epochs=2, verbose=0)
+    norms = np.linalg.norm(model[0].weight.numpy().reshape(4, -1), axis=1)
+    assert norms.max() <= 0.3 * (1 + 1e-12) and norms.max() > 0.29
+
+
+def test_trainer_logs_the_data_loss_and_applies_the_regularizers_once():
     model, reference = regularized_mlp(), regularized_mlp()
     opt, reference_opt = SGD(model.parameters(), lr=0.05), SGD(reference.parameters(), lr=0.05)
-    if hooked:
-        attach_model(model, opt)
-        attach_model(reference, reference_opt)
+    rng = np.random.default_rng(0)
+    loader = DataLoader(TensorDataset(rng.normal(size=(12, 3)), rng.normal(size=(12, 2))), batch_size=4)
     history = Trainer(model, opt, mse_loss, verbose=0).fit(loader, epochs=2)
-    data_losses = [manual_epoch(reference, reference_opt, loader, hooked) for _ in range(2)]
+    data_losses = []
+    for _ in range(2):
+        epoch = []
+        for x, y in loader:
+            data_loss = mse_loss(reference(x), y)
+            epoch.append(data_loss.item())
+            reference_opt.zero_grad()
+            (data_loss + reference.regularization_loss()).backward()
+            reference_opt.step()
+        data_losses.append(np.mean(epoch))
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
     np.testing.assert_allclose(history["loss"], data_losses, rtol=1e-12)   # logged: the data loss alone
-
-
-def test_regularizer_on_a_layer_whose_weight_a_wrapper_moved_is_an_error_not_a_silent_skip():
-    from minireg import nn
-    from minireg.optim import SGD
-    from minireg.reg import attach_model
-    from minireg.reg.penalties import L2
-    wrapped = nn.SpectralNorm(nn.Linear(3, 2, weight_regularizer=L2(1e-3)))
-    with pytest.raises(ValueError, match="SpectralNorm may have moved it"):
-        attach_model(wrapped, SGD(wrapped.parameters(), lr=0.1))
+    assert np.all(model[2].bias.numpy() >= 0) and MaxNorm(0.5).is_feasible(model[0].weight)
