@@ -107,8 +107,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
                 raise GraphError(f"grad of a non-scalar output of shape {y.shape} needs grad_outputs")
         grad_outputs = [y._ones_like() for y in outputs]
     else:
-        from minireg.tensor import as_tensor
-        grad_outputs = [as_tensor(g, like=y) for g, y in zip(_as_sequence(grad_outputs), outputs)]
+        from minireg.tensor import operand
+        grad_outputs = [operand(g, like=y) for g, y in zip(_as_sequence(grad_outputs), outputs)]
     for x in inputs:
         if not x.requires_grad:
             raise GraphError(f"an input of shape {x.shape} does not require grad; nothing to differentiate")

@@ -16,14 +16,14 @@ import numbers
 from minireg import check
 from minireg.function import Function
 from minireg.errors import ArgumentError, DTypeError, IndexOutOfRangeError, ShapeError
-from minireg.tensor import Tensor, as_tensor, tensor
+from minireg.tensor import Tensor, operand, tensor
 
 
 def _t(x, like=None):
     """Accept arrays and scalars wherever a Tensor is expected."""
     if isinstance(x, Tensor):
         return x
-    return as_tensor(x, like) if like is not None else tensor(x)
+    return operand(x, like) if like is not None else tensor(x)
 
 
 def _axes(axis, ndim, op):
@@ -187,8 +187,8 @@ def clip(x, min=None, max=None):
 def _pair(a, b):
     if not isinstance(a, Tensor):
         b = _t(b)
-        a = as_tensor(a, b)
-    return a, as_tensor(b, a)
+        a = operand(a, b)
+    return a, operand(b, a)
 
 
 def maximum(a, b): return Maximum()(*_pair(a, b))

@@ -3,7 +3,8 @@ linear, dropout, batch and layer normalization, embedding lookup."""
 import math
 
 from minireg._config import no_grad
-from minireg.errors import ShapeError
+from minireg import check
+from minireg.errors import DTypeError, IndexOutOfRangeError, ShapeError
 from minireg.function import Function
 from minireg.functional import _t, getitem, matmul, reshape, sqrt, sum, transpose
 from minireg.random import default_generator
@@ -39,8 +40,7 @@ def dropout(x, p=0.5, training=True, generator=None):
 
     The identity when not training, so the expected activation equals the input in both modes.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    p = check.probability("dropout: p", p, allow_one=True)
     x = _t(x)
     if not training or p == 0.0:
         return x
@@ -65,6 +65,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Tr
     Evaluation uses the running statistics.
     """
     x = _t(x)
+    momentum = check.real("batch_norm: momentum", momentum, low=0, high=1)
+    eps = check.positive("batch_norm: eps", eps)
     axes = (0,) + tuple(range(2, x.ndim))
     shape = _channel_shape(x)
     if training:
@@ -113,9 +115,8 @@ def embedding(indices, weight):
     idx = indices.data if isinstance(indices, Tensor) else b.asarray(indices)
     xp = b.xp
     if xp.isdtype(idx.dtype, "real floating") or idx.dtype == xp.bool:
-        raise TypeError(f"embedding indices must be integers, got dtype {idx.dtype}")
-    if idx.size and bool(xp.any((idx < 0) | (idx >= weight.shape[0]))):
-        raise IndexError(f"embedding indices must lie in [0, {weight.shape[0]}), got values from "
-                         f"{int(xp.min(idx))} to {int(xp.max(idx))}")
+        raise DTypeError(f"embedding indices must be integers, got dtype {idx.dtype}")
+    b.check_in_range(idx, 0, weight.shape[0], IndexOutOfRangeError,   # no negative rows, unlike getitem
+                     f"embedding: index {{value}} is out of range [0, {weight.shape[0]})")
     rows = getitem(weight, xp.reshape(idx, (-1,)))
     return reshape(rows, tuple(idx.shape) + (weight.shape[1],))

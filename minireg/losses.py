@@ -14,16 +14,16 @@ Differences from PyTorch, on purpose:
 import numpy as np
 
 from minireg import backend as _backends
+from minireg import check
 from minireg import functional as F
 from minireg.errors import ArgumentError, DeviceError, ShapeError
-from minireg.tensor import Tensor, as_tensor, tensor
+from minireg.tensor import Tensor, operand, tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_reduction(reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check.choice("reduction", reduction, _REDUCTIONS)
 
 
 def _reduce(loss, reduction):
@@ -35,7 +35,7 @@ def _reduce(loss, reduction):
 def _pair(input, target, name):
     """``input`` as a Tensor and ``target`` as a Tensor on its backend, with equal shapes."""
     input = input if isinstance(input, Tensor) else tensor(input)
-    target = as_tensor(target, like=input)
+    target = operand(target, like=input)
     if input.shape != target.shape:
         raise ShapeError(f"{name}: input shape {input.shape} and target shape {target.shape} differ; "
                          f"reshape one of them (minireg does not broadcast a loss's target)")
@@ -60,8 +60,7 @@ def l1_loss(input, target, reduction="mean"):
 def huber_loss(input, target, reduction="mean", delta=1.0):
     """``0.5 d**2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``, with ``d = input - target``."""
     _check_reduction(reduction)
-    if not delta > 0:
-        raise ValueError(f"huber_loss: delta must be positive, got {delta!r}")
+    delta = check.positive("huber_loss: delta", delta)
     input, target = _pair(input, target, "huber_loss")
     diff = input - target
     magnitude = F.abs(diff)
@@ -153,8 +152,7 @@ def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
     finite losses and gradients.
     """
     _check_reduction(reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    label_smoothing = check.real("cross_entropy: label_smoothing", label_smoothing, low=0, high=1)
     input = _check_scores(input, "cross_entropy")
     n, c = input.shape
     target = target if hasattr(target, "dtype") else np.asarray(target)
@@ -162,7 +160,7 @@ def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
     if given_labels:
         mask = _target_mask(input, target, "cross_entropy")
     else:
-        probs = as_tensor(target, like=input)
+        probs = operand(target, like=input)
         if probs.shape != (n, c):
             raise ShapeError(f"cross_entropy: probability targets must have the logits' shape {(n, c)}, "
                              f"got {probs.shape}")

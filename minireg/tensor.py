@@ -27,19 +27,28 @@ class Tensor:
     __array_ufunc__ = None  # NumPy defers to Tensor's reflected operators: np_array + tensor -> Tensor
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        """A leaf sharing memory with ``data`` where it can (see ``minireg.tensor``, which copies)."""
         if isinstance(data, Tensor):
             data = data.data
         backend = _backends.current_backend()
         if isinstance(data, np.generic):
             data = np.asarray(data)
-        if isinstance(data, (bool, int, float, list, tuple)):
-            data = np.asarray(data, dtype=np.dtype(dtype) if dtype is not None else get_default_dtype())
-            dtype = None
+        elif isinstance(data, (numbers.Number, list, tuple)):   # Python data takes the default dtype
+            try:
+                data = np.asarray(data)
+            except ValueError as exc:   # ragged nested lists
+                raise ArgumentTypeError(f"cannot make a tensor from this {type(data).__name__}: {exc}") from None
+            dtype = get_default_dtype() if dtype is None else dtype
         elif not isinstance(data, np.ndarray):
+            if not hasattr(data, "__array_namespace__") and not hasattr(data, "__dlpack__"):
+                raise ArgumentTypeError(f"cannot make a tensor from a {type(data).__name__}: expected a number, "
+                                        f"a (nested) list or an array")
             backend = _backends.backend_of(data)   # an array of another library stays on its device
+        _check_dtype(backend, data.dtype)
         if isinstance(data, np.ndarray) and backend.name != "numpy":
             data = backend.from_numpy(data)        # explicit creation from host data
-        if dtype is not None:
+        if dtype is not None and backend.numpy_dtype(data.dtype) != backend.numpy_dtype(dtype):
+            _check_dtype(backend, dtype)
             data = backend.xp.astype(data, backend.dtype(dtype))
         self.data = data
         self.backend = backend
@@ -89,7 +98,7 @@ class Tensor:
             kind = "a leaf" if self.creator is None else "a tensor"
             raise GraphError(f"{op}: {kind} that requires grad cannot be changed in place while grad mode "
                              f"is on (the change would not be recorded); do it inside minireg.no_grad()")
-        values = as_tensor(values, like=self).data
+        values = operand(values, like=self).data
         if not self.backend.is_float(self.dtype) and self.backend.is_float(values.dtype):
             raise DTypeError(f"{op}: cannot write floating values into a tensor of dtype {self.dtype}")
         if tuple(values.shape) != self.shape:
@@ -108,10 +117,10 @@ class Tensor:
     def copy_(self, src): return self._write("copy_", src)
     def fill_(self, value): return self._write("fill_", value)
     def zero_(self): return self._write("zero_", 0)
-    def add_(self, other, alpha=1): return self._write("add_", self.data + as_tensor(other, like=self).data * alpha)
-    def sub_(self, other, alpha=1): return self._write("sub_", self.data - as_tensor(other, like=self).data * alpha)
-    def mul_(self, other): return self._write("mul_", self.data * as_tensor(other, like=self).data)
-    def div_(self, other): return self._write("div_", self.data / as_tensor(other, like=self).data)
+    def add_(self, other, alpha=1): return self._write("add_", self.data + operand(other, like=self).data * alpha)
+    def sub_(self, other, alpha=1): return self._write("sub_", self.data - operand(other, like=self).data * alpha)
+    def mul_(self, other): return self._write("mul_", self.data * operand(other, like=self).data)
+    def div_(self, other): return self._write("div_", self.data / operand(other, like=self).data)
 
     def requires_grad_(self, flag=True):
         if flag and not self.backend.is_float(self.dtype):
@@ -131,7 +140,7 @@ class Tensor:
                                  f"of the same shape (or reduce it first, e.g. loss.sum())")
             grad = self._ones_like()
         else:
-            grad = as_tensor(grad, like=self)
+            grad = operand(grad, like=self)
         backward_pass([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self):
@@ -163,19 +172,20 @@ class Tensor:
         return t.requires_grad_(self.requires_grad)
 
     def astype(self, dtype):
+        _check_dtype(self.backend, dtype)
         return F.cast(self, self.backend.dtype(dtype))
 
     # -- operators (one line each; the ops live in minireg.functional) --------------------------
-    def __add__(self, other): return F.Add()(self, as_tensor(other, like=self))
-    def __radd__(self, other): return F.Add()(as_tensor(other, like=self), self)
-    def __sub__(self, other): return F.Sub()(self, as_tensor(other, like=self))
-    def __rsub__(self, other): return F.Sub()(as_tensor(other, like=self), self)
-    def __mul__(self, other): return F.Mul()(self, as_tensor(other, like=self))
-    def __rmul__(self, other): return F.Mul()(as_tensor(other, like=self), self)
-    def __truediv__(self, other): return F.Div()(self, as_tensor(other, like=self))
-    def __rtruediv__(self, other): return F.Div()(as_tensor(other, like=self), self)
-    def __pow__(self, other): return F.Pow()(self, as_tensor(other, like=self))
-    def __rpow__(self, other): return F.Pow()(as_tensor(other, like=self), self)
+    def __add__(self, other): return F.Add()(self, operand(other, like=self))
+    def __radd__(self, other): return F.Add()(operand(other, like=self), self)
+    def __sub__(self, other): return F.Sub()(self, operand(other, like=self))
+    def __rsub__(self, other): return F.Sub()(operand(other, like=self), self)
+    def __mul__(self, other): return F.Mul()(self, operand(other, like=self))
+    def __rmul__(self, other): return F.Mul()(operand(other, like=self), self)
+    def __truediv__(self, other): return F.Div()(self, operand(other, like=self))
+    def __rtruediv__(self, other): return F.Div()(operand(other, like=self), self)
+    def __pow__(self, other): return F.Pow()(self, operand(other, like=self))
+    def __rpow__(self, other): return F.Pow()(operand(other, like=self), self)
     def __neg__(self): return F.Neg()(self)
     def __pos__(self): return self
     def __matmul__(self, other): return F.matmul(self, other)
@@ -232,18 +242,32 @@ class Tensor:
     def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
 
 
+def _check_dtype(backend, dtype):
+    """The dtype rule: tensors hold booleans, integers or real floats (no complex, strings, objects)."""
+    kind = backend.numpy_dtype(dtype).kind
+    if kind not in "biuf":
+        hint = " (complex numbers are not supported)" if kind == "c" else ""
+        raise DTypeError(f"tensors hold booleans, integers or real floating numbers, got dtype {dtype}{hint}")
+
+
 def tensor(data, requires_grad=False, dtype=None, name=None):
-    """Create a leaf tensor.
+    """A new leaf tensor holding a copy of ``data`` (as ``torch.tensor`` and ``np.array``).
 
-    Floating NumPy arrays keep their dtype (and share memory); Python scalars and lists become the
-    default dtype (float32 unless changed with ``minireg.set_default_dtype``). Host data lands on the
-    current backend's device; arrays of another library (CuPy) stay where they are.
+    NumPy and device arrays keep their dtype; Python scalars and lists become the default dtype
+    (float32 unless changed with ``minireg.set_default_dtype``). Host data lands on the current
+    backend's device; arrays of another library (CuPy) stay where they are. ``minireg.as_tensor``
+    and ``minireg.from_numpy`` share memory instead.
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+    source = data.data if isinstance(data, Tensor) else data
+    t = Tensor(data, dtype=dtype, name=name)
+    if t.data is source:
+        t.data = t.backend.copy(source)
+    return t.requires_grad_(True) if requires_grad else t
 
 
-def as_tensor(value, like):
-    """``value`` as a constant Tensor on ``like``'s backend; Python scalars take ``like``'s dtype."""
+def operand(value, like):
+    """``value`` as a constant Tensor on ``like``'s backend (shared, no copy): the other operand of
+    an op. Python scalars take ``like``'s dtype (floats into integer tensors: the default dtype)."""
     if isinstance(value, Tensor):
         return value
     backend = like.backend
@@ -252,14 +276,21 @@ def as_tensor(value, like):
         if isinstance(value, float) and not backend.is_float(dtype):
             dtype = backend.dtype(get_default_dtype())
         return Tensor._make(backend.asarray(value, dtype=dtype), backend)
-    if isinstance(value, (list, tuple)):
-        return Tensor._make(backend.asarray(value, dtype=like.dtype if backend.is_float(like.dtype) else None), backend)
-    if isinstance(value, (np.ndarray, np.generic)) and backend.name == "numpy":
-        return Tensor._make(np.asarray(value), backend)
-    if backend.owns(value):
-        return Tensor._make(value, backend)
-    raise DeviceError(f"cannot combine a {type(value).__name__} with a tensor on {backend.device_name}; "
-                      f"convert it explicitly with minireg.tensor(...).to({backend.device_name!r})")
+    if isinstance(value, (bool, complex, list, tuple)):
+        array = backend.asarray(value, dtype=like.dtype if backend.is_float(like.dtype) and
+                                not isinstance(value, (bool, complex)) else None)
+    elif isinstance(value, (np.ndarray, np.generic)) and backend.name == "numpy":
+        array = np.asarray(value)
+    elif backend.owns(value):
+        array = value
+    elif isinstance(value, np.ndarray) or hasattr(value, "__dlpack__"):
+        raise DeviceError(f"cannot combine a {type(value).__name__} with a tensor on {backend.device_name}; "
+                          f"convert it explicitly with minireg.tensor(...).to({backend.device_name!r})")
+    else:
+        raise ArgumentTypeError(f"cannot combine a {type(value).__name__} with a tensor: expected a Tensor, "
+                                f"a number or an array")
+    _check_dtype(backend, array.dtype)
+    return Tensor._make(array, backend)
 
 
 from minireg import functional as F  # noqa: E402  (ops are built on top of Tensor)

@@ -213,7 +213,7 @@ def test_float_labels_are_rejected_with_a_hint():
     (lambda: L.cross_entropy(mr.tensor(LOGITS), LABELS, reduction="avg"), ValueError, "reduction must be one of"),
     (lambda: L.mse_loss(mr.tensor(PRED), TARGET, reduction="elementwise"), ValueError, "reduction must be one of"),
     (lambda: L.mse_loss(mr.tensor(PRED[:, :1]), TARGET[:, 0]), ShapeError, r"input shape \(3, 1\) and target shape \(3,\)"),
-    (lambda: L.huber_loss(mr.tensor(PRED), TARGET, delta=0.0), ValueError, "delta must be positive"),
+    (lambda: L.huber_loss(mr.tensor(PRED), TARGET, delta=0.0), ValueError, "delta must be > 0"),
     (lambda: L.binary_cross_entropy_with_logits(mr.tensor(PRED), TARGET.T), ShapeError, "differ"),
 ])
 def test_bad_input_raises_clear_errors(call, error, message):
@@ -248,3 +248,16 @@ def test_loss_module_repr_and_early_reduction_check():
     assert repr(nn.CrossEntropyLoss(label_smoothing=0.1)) == "CrossEntropyLoss(reduction='mean', label_smoothing=0.1)"
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.MSELoss(reduction="batchmean")
+
+
+def test_loss_arguments_raise_minireg_errors_naming_the_argument():
+    F = L
+    x = mr.tensor(np.zeros((2, 3)))
+    with pytest.raises(mr.ArgumentError, match="cross_entropy: label 3 is out of range \\[0, 3\\) for 3 classes"):
+        F.cross_entropy(x, np.array([0, 3]))
+    with pytest.raises(mr.ArgumentError, match="did you mean 'mean'"):
+        F.mse_loss(x, x, reduction="meen")
+    with pytest.raises(mr.ArgumentError, match="huber_loss: delta"):
+        F.huber_loss(x, x, delta=0.0)
+    with pytest.raises(mr.ArgumentError, match="label_smoothing"):
+        F.cross_entropy(x, np.array([0, 1]), label_smoothing=1.5)

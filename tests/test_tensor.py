@@ -1,4 +1,6 @@
 """Tensor semantics: version counters and in-place methods, elementwise ==, truth values."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -200,6 +202,8 @@ def test_out_of_range_integer_indices_raise_on_every_backend(backend):
     for index in (backend.asarray(np.array([1, 4])), (slice(None), backend.asarray(np.array([3])))):
         with pytest.raises(mr.IndexOutOfRangeError, match="out of bounds"):
             x[index].numpy()   # device backends check at the next read
+        with contextlib.suppress(mr.IndexOutOfRangeError):
+            backend.raise_deferred_checks()   # where the library raised first, its check is still queued
 
 
 # -- axes never wrap -------------------------------------------------------------------------------
@@ -229,3 +233,46 @@ def test_flatten_start_after_end_is_an_error():
     with pytest.raises(mr.ShapeError, match="start_axis=2 comes after end_axis=1"):
         mr.tensor(np.ones((2, 3, 4))).flatten(2, 1)
     assert mr.tensor(np.ones((2, 3, 4))).flatten(1, 2).shape == (2, 12)
+
+
+# -- the dtype rule and error classes --------------------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda: mr.tensor(1j), lambda: mr.tensor([1 + 2j]), lambda: mr.tensor(np.array([1j])),
+    lambda: mr.tensor([1.0]) + 1j, lambda: mr.tensor([1.0]) * np.array([1j]), lambda: mr.tensor([1.0]).astype("complex64"),
+    lambda: mr.tensor(np.array(["a"])), lambda: mr.tensor(["a"]),
+])
+def test_complex_strings_and_objects_are_refused_at_creation(make):
+    with pytest.raises(mr.DTypeError, match="real floating|complex"):
+        make()
+
+
+def test_bad_creation_and_operands_raise_minireg_errors():
+    with pytest.raises(mr.ArgumentTypeError, match="cannot combine a str"):
+        mr.tensor([1.0]) + "a"
+    with pytest.raises(mr.ArgumentTypeError, match="from a dict"):
+        mr.tensor({})
+    with pytest.raises(mr.ArgumentTypeError, match="list"):
+        mr.tensor([[1.0], [1.0, 2.0]])
+    with pytest.raises(mr.ShapeError, match="one element"):
+        mr.tensor([1.0, 2.0]).item()
+    with pytest.raises(mr.ArgumentTypeError, match="0-d"):
+        len(mr.tensor(1.0))
+    with pytest.raises(mr.ArgumentError, match="min"):
+        F.clip(mr.tensor([1.0]), 2.0, 1.0)
+    with pytest.raises(mr.ArgumentError, match="at least one tensor"):
+        F.concatenate([])
+
+
+def test_layer_op_arguments_are_checked():
+    w = mr.tensor(np.ones((5, 2)))
+    with pytest.raises(mr.ArgumentError, match=r"dropout: p must be in \[0, 1\], got 1.5"):
+        F.dropout(w, 1.5)
+    with pytest.raises(mr.IndexOutOfRangeError, match=r"embedding: index 5 is out of range \[0, 5\)"):
+        F.embedding(np.array([0, 5]), w)
+    with pytest.raises(mr.DTypeError, match="integers"):
+        F.embedding(np.array([0.0]), w)
+    x = mr.tensor(np.ones((4, 2)))
+    with pytest.raises(mr.ArgumentError, match="momentum"):
+        F.batch_norm(x, None, None, momentum=1.5)
+    with pytest.raises(mr.ArgumentError, match="eps"):
+        F.batch_norm(x, None, None, eps=0.0)
