@@ -211,16 +211,16 @@ class Optimizer:
         label = getattr(hook, "name", None) or type(hook).__name__
         timing = getattr(hook, "timing", None)
         if timing not in _STAGES:
-            raise ValueError(f"hook {label!r} must declare timing 'pre' (before the update) or 'post' "
-                             f"(after it), got {timing!r}")
+            raise ArgumentError(f"hook {label!r} must declare timing 'pre' (before the update) or 'post' "
+                                f"(after it), got {timing!r}")
         stage = getattr(hook, "stage", None)
         if stage not in _STAGES[timing]:
-            raise ValueError(f"hook {label!r} has timing {timing!r}, so its stage must be one of "
-                             f"{_STAGES[timing]}, got {stage!r}")
+            raise ArgumentError(f"hook {label!r} has timing {timing!r}, so its stage must be one of "
+                                f"{_STAGES[timing]}, got {stage!r}")
         if not callable(getattr(hook, "hook", None)):
-            raise TypeError(f"hook {label!r} has no method hook(optimizer, group, params)")
+            raise ArgumentTypeError(f"hook {label!r} has no method hook(optimizer, group, params)")
         if any(h is hook for h in self._hooks):
-            raise ValueError(f"hook {label!r} is already registered")
+            raise ArgumentError(f"hook {label!r} is already registered")
         self._hooks.append(hook)
         self._order_hooks()
         return hook
@@ -231,7 +231,7 @@ class Optimizer:
                 del self._hooks[i]
                 self._order_hooks()
                 return
-        raise ValueError(f"hook {getattr(hook, 'name', None) or type(hook).__name__!r} is not registered")
+        raise ArgumentError(f"hook {getattr(hook, 'name', None) or type(hook).__name__!r} is not registered")
 
     def _order_hooks(self):
         ordered = sorted(self._hooks, key=lambda h: _STAGE_ORDER[h.stage])   # stable: registration order

@@ -579,3 +579,18 @@ def test_the_finiteness_check_stays_on_the_device(backend):
     params[0].grad = mr.Tensor(backend.asarray(np.full(params[0].shape, np.nan)))
     with pytest.raises(NonFiniteError):
         opt.step()
+
+
+@pytest.mark.parametrize("hook, error, match", [
+    (type("NoTiming", (), {"hook": lambda self, o, g, p: None})(), ArgumentError, "must declare timing 'pre'"),
+    (type("BadStage", (), {"timing": "pre", "stage": "prox", "hook": lambda s, o, g, p: None})(), ArgumentError,
+     "so its stage must be one of"),
+    (type("NoMethod", (), {"timing": "post", "stage": "constraint"})(), ArgumentTypeError, "has no method hook"),
+])
+def test_bad_hooks_raise_minireg_errors(hook, error, match):
+    opt = SGD(make_params(), lr=0.1)
+    with pytest.raises(error, match=match):
+        opt.add_hook(hook)
+    with pytest.raises(ArgumentError, match="is not registered"):
+        opt.remove_hook(hook)
+    assert opt.hooks == ()
