@@ -36,7 +36,7 @@ import zlib
 import numpy as np
 
 from minireg import random as _random
-from minireg.errors import CheckpointError, MiniregError
+from minireg.errors import ArgumentTypeError, CheckpointError, MiniregError
 
 _FORMAT = "minireg-checkpoint-1"
 _SECTIONS = ("model", "optimizer", "schedulers", "rng", "metadata")
@@ -72,8 +72,8 @@ def _encode(value, arrays, path):
                 [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(value)]}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"cannot store {type(value).__name__} at {path!r} in a checkpoint: "
-                    f"use arrays, numbers, strings, lists and dicts")
+    raise ArgumentTypeError(f"cannot store {type(value).__name__} at {path!r} in a checkpoint: "
+                            f"use arrays, numbers, strings, lists and dicts")
 
 
 def _decode(value, archive, path, where):

@@ -201,7 +201,12 @@ class SchedulerStep(Callback):
         self.monitor = None if monitor is None else check.instance("SchedulerStep: monitor", monitor, str)
 
     def on_epoch_end(self, trainer, epoch, logs):
-        self.scheduler.step(logs[self.monitor]) if self.monitor else self.scheduler.step()
+        if self.monitor is None:
+            self.scheduler.step()
+        elif self.monitor not in logs:
+            raise ArgumentError(f"SchedulerStep monitors {self.monitor!r}, but the epoch logs only have {sorted(logs)}")
+        else:
+            self.scheduler.step(logs[self.monitor])
 
 
 class Trainer:

@@ -146,7 +146,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_unserialisable_metadata_fails_before_writing(tmp_path):
-    with pytest.raises(TypeError, match="cannot store object"):
+    with pytest.raises(mr.errors.ArgumentTypeError, match="cannot store object"):
         mr.save(tmp_path / "ck.npz", make_model(), bad=object())
     assert not os.path.exists(tmp_path / "ck.npz")
 
