@@ -221,3 +221,22 @@ def test_skip_nonfinite_gradients_in_fit(digits):
     assert opt.skipped_steps == 1
     np.testing.assert_array_equal(first["weight"], before)      # the skipped step changed nothing
     assert np.isfinite(model[0].weight.numpy()).all()
+
+
+def test_epoch_loss_is_the_same_number_as_summing_batch_floats(digits):
+    """Summing on the device (float64) gives exactly the float sum of the batch losses."""
+    mr.manual_seed(0)
+    model = mlp()
+    seen = []
+
+    class BatchLosses(Callback):
+        def on_batch_end(self, trainer, step, logs):
+            seen.append(logs["loss"])
+    sizes = [len(y) for _, y in digits[0]]
+    mr.manual_seed(1)
+    history = fit(model, SGD(model.parameters(), lr=0.1), cross_entropy, digits[0], 1, callbacks=[BatchLosses()],
+                  verbose=0)
+    total = 0.0
+    for value, n in zip(seen, sizes):
+        total += value * n
+    assert history["loss"][0] == total / sum(sizes)
