@@ -81,12 +81,13 @@ def _soft_weight_sharing(net, strength):
 KERAS = "Keras' default strength 0.01 (keras.regularizers) and the decades below it"
 FAMILIES = {f.name: f for f in [
     Family("none", "no regularization", (None,), "-", lambda net, a: _plain(net)),
-    Family("l2", "L2(a) = a sum w^2, its gradient added (coupled, under Adam)", _decades(-5, -2),
+    Family("l2", "L2(a) = a sum w^2, its gradient added (coupled, under Adam)", _decades(-5, -1),
            f"{KERAS}; 1e-5..1e-1 in decades is the usual log grid (Goodfellow et al. 2016, sec. 11.4.3)",
            lambda net, a: _with_hook(net, reg.L2(a), mode="grad"), full_grid=_decades(-6, -1)),
-    Family("weight_decay", "AdamW, decoupled decay w -= lr*a*w on the weights", (1e-3, 1e-2, 1e-1, 1.0),
-           "PyTorch's AdamW default weight_decay 0.01 and a decade either side (Loshchilov & Hutter 2019 tune "
-           "it on a log grid)", _weight_decay, full_grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)),
+    Family("weight_decay", "AdamW, decoupled decay w -= lr*a*w on the weights", (1e-2, 1e-1, 1.0, 10.0),
+           "PyTorch's AdamW default weight_decay 0.01 and the decades above it (Loshchilov & Hutter 2019 tune "
+           "it on a log grid; with lr 1e-3 a decay of 10 shrinks weights by 1% a step)", _weight_decay,
+           full_grid=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)),
     Family("l1", "L1(a) = a sum |w|, prox (soft threshold) after each Adam step", _decades(-5, -2),
            f"{KERAS}", lambda net, a: _with_hook(net, reg.L1(a), mode="prox"), full_grid=_decades(-6, -1)),
     Family("elastic_net", "ElasticNet(a, l1_ratio=0.5): a (|w|_1 / 2 + |w|^2 / 4), prox", _decades(-5, -2),
@@ -96,13 +97,13 @@ FAMILIES = {f.name: f for f in [
            "the L1 grid: a group of one weight is L1, so the same strengths apply",
            lambda net, a: _with_hook(net, reg.GroupLasso(a, groups="rows"), mode="prox"),
            full_grid=_decades(-6, -1)),
-    Family("max_norm", "MaxNorm(c): ||w_unit||_2 <= c, projection after each step", (0.5, 1.0, 2.0, 4.0),
+    Family("max_norm", "MaxNorm(c): ||w_unit||_2 <= c, projection after each step", (0.25, 0.5, 1.0, 2.0),
            "Srivastava et al. 2014 use c = 3-4, Keras' MaxNorm default is 2; the default initialisation gives "
            "unit norms near 0.6, so the grid reaches below it", lambda net, a: _with_hook(net, reg.MaxNorm(a)),
-           full_grid=(0.25, 0.5, 1.0, 2.0, 3.0, 4.0)),
-    Family("dropout", "Dropout(p) after each hidden activation", (0.1, 0.3, 0.5),
+           full_grid=(0.125, 0.25, 0.5, 1.0, 2.0, 4.0)),
+    Family("dropout", "Dropout(p) after each hidden activation", (0.1, 0.3, 0.5, 0.7),
            "Srivastava et al. 2014: p = 0.5 for hidden units, 0.1-0.2 for inputs; PyTorch's default 0.5",
-           lambda net, a: _plain(net, dropout=a), full_grid=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)),
+           lambda net, a: _plain(net, dropout=a), full_grid=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     Family("batch_norm", "BatchNorm before each hidden activation", (None,), "-",
            lambda net, a: _plain(net, batch_norm=True)),
     Family("spectral_norm", "SpectralNorm on the hidden layers (1 power iteration)", (None,), "-",
