@@ -30,5 +30,5 @@ class Adagrad(Optimizer):
     def _prox_step(self, p, state, group):
         """lr_t / (sqrt(s) + eps), the per-coordinate steps of the update just taken: the metric of
         the attached proximal steps (``minireg.reg.attach``)."""
-        lr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        return lr / (p.backend.xp.sqrt(state["sum"]) + group["eps"])
+        lr = float(group["lr"]) / (1 + (state["step"] - 1) * float(group["lr_decay"]))
+        return lr / (p.backend.xp.sqrt(state["sum"]) + float(group["eps"]))   # Python floats keep p's dtype

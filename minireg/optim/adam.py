@@ -60,7 +60,7 @@ class Adam(Optimizer):
         per-coordinate steps of the update just taken, the metric of the attached proximal steps."""
         v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
         inv_sqrt_bc2 = 1 / math.sqrt(1 - group["betas"][1] ** state["step"])
-        return group["lr"] / (p.backend.xp.sqrt(v) * inv_sqrt_bc2 + group["eps"])
+        return float(group["lr"]) / (p.backend.xp.sqrt(v) * inv_sqrt_bc2 + float(group["eps"]))
 
 
 class AdamW(Adam):

@@ -53,4 +53,4 @@ class RMSprop(Optimizer):
         square_avg = state["square_avg"]
         if group["centered"]:
             square_avg = square_avg - state["grad_avg"] * state["grad_avg"]
-        return group["lr"] / (xp.sqrt(square_avg) + group["eps"])
+        return float(group["lr"]) / (xp.sqrt(square_avg) + float(group["eps"]))
