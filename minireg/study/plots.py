@@ -126,13 +126,16 @@ def plot_learning_curves(finals, path, key="val_accuracy"):
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    for ax in axes.ravel()[len(names):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+    label = key.replace("val_", "validation ").replace("_", " ")
+    for i, ax in enumerate(axes.ravel()):
+        if i >= len(names):
+            ax.axis("off")
+        elif i + cols >= len(names):         # the lowest panel of its column
+            ax.set_xlabel("epoch")
+            ax.tick_params(labelbottom=True)
     for ax in axes[:, 0]:
-        ax.set_ylabel(key.replace("_", " "))
-    fig.suptitle(f"{key.replace('_', ' ')} per epoch of each family's final model (first seed; grey: none)")
+        ax.set_ylabel(label)
+    fig.suptitle(f"{label} per epoch of each family's final model (first seed; grey: none)")
     return _save(fig, path, plt)
 
 

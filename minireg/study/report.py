@@ -27,20 +27,19 @@ NO_FIGURES = ("matplotlib is missing, so the study writes no figures, only the t
 
 
 def _strength_text(value):
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e3):
-        return f"{value:.0e}"
-    return f"{value:g}"
+    return "-" if value is None else f"{value:.3g}"
 
 
 def chosen_text(chosen):
-    """``"1e-03 x4, 1e-02 x1"``: the chosen strengths over seeds, most frequent first."""
-    counts = collections.Counter(_strength_text(v) for v in chosen if v != "failed")
-    if not counts:
-        return "failed"
-    if list(counts) == ["-"]:
-        return "-"
+    """``"0.001 x4, 0.01 x1"``: the chosen strengths over seeds, most frequent first (more than three
+    different ones: their median and range)."""
+    values = [v for v in chosen if v not in ("failed", None)]
+    counts = collections.Counter(_strength_text(v) for v in values)
+    if not values:
+        return "-" if chosen and all(v is None for v in chosen) else "failed"
+    if len(counts) > 3:       # a spread of choices: their median and range
+        return (f"median {_strength_text(float(sorted(values)[len(values) // 2]))} "
+                f"[{_strength_text(min(values))}, {_strength_text(max(values))}]")
     return ", ".join(f"{text} x{n}" for text, n in counts.most_common())
 
 
