@@ -10,10 +10,12 @@ from minireg.backend import available_backends, current_backend, get_backend, se
 from minireg.errors import (ArgumentError, ArgumentTypeError, BackendUnavailableError, CheckpointError, DeviceError,
                             DTypeError, GradcheckError, GraphError, IndexOutOfRangeError, MiniregError,
                             NonFiniteError, ShapeError)
+from minireg.creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, linspace, ones, ones_like,
+                              zeros, zeros_like)
 from minireg.function import Function
-from minireg.functional import (abs, clip, concatenate, elu, exp, flatten, leaky_relu, log, log_softmax, logsumexp,
-                                matmul, maximum, mean, minimum, pad, relu, reshape, sigmoid, sign, softmax, softplus,
-                                sqrt, stack, tanh, transpose, where)
+from minireg.functional import (abs, cat, clip, concatenate, elu, erf, exp, flatten, gelu, leaky_relu, log, log_softmax,
+                                logsumexp, matmul, maximum, mean, minimum, neg, pad, relu, reshape, sigmoid, sign, silu,
+                                softmax, softplus, sqrt, squeeze, stack, tanh, transpose, unsqueeze, where)
 from minireg.random import manual_seed, rand, randint, randn
 from minireg.tensor import Tensor, tensor
 from minireg import nn  # noqa: E402  (after the engine, which nn builds on)

@@ -170,7 +170,7 @@ def subtract(a, b): return _t(a, b if isinstance(b, Tensor) else None) - b
 def multiply(a, b): return _t(a, b if isinstance(b, Tensor) else None) * b
 def divide(a, b): return _t(a, b if isinstance(b, Tensor) else None) / b
 def power(a, b): return _t(a, b if isinstance(b, Tensor) else None) ** b
-def negative(x): return Neg()(_t(x))
+def neg(x): return Neg()(_t(x))
 def exp(x): return Exp()(_t(x))
 def log(x): return Log()(_t(x))
 def sqrt(x): return Sqrt()(_t(x))
@@ -454,6 +454,9 @@ def expand_dims(x, axis):
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
+unsqueeze = expand_dims
+
+
 # ==== indexing, joining, padding ===================================================================
 class GetItem(Function):
     saves = ()
@@ -607,6 +610,9 @@ def concatenate(tensors, axis=0):
     return Concatenate(axis)(*tensors)
 
 
+cat = concatenate
+
+
 def stack(tensors, axis=0):
     tensors = [_t(t) for t in tensors]
     if not tensors:
@@ -681,6 +687,38 @@ class ELU(Function):
         x = self.inputs[0]
         positive = self.const(self.xp.astype(x.data > 0, x.dtype))
         return (gy * (positive + (1 - positive) * self.alpha * exp(clip(x, None, 0))),)
+
+
+class Erf(Function):
+    """erf(x) = 2/sqrt(pi) int_0^x exp(-t^2) dt, with d erf/dx = 2/sqrt(pi) exp(-x^2).
+
+    The array API has no erf, so it is computed here (to about 1e-15 in float64) from two classic
+    expansions: for |x| < 3 the series erf(x) = 2/sqrt(pi) exp(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!
+    (positive terms, no cancellation); beyond, erfc(x) = exp(-x^2) / (sqrt(pi) (x + 1/2 / (x + 1 /
+    (x + 3/2 / (x + ...))))), the continued fraction evaluated from its 60th level up.
+    """
+    saves = (0,)
+    split, series_terms, fraction_terms = 3.0, 50, 60
+
+    def forward(self, a):
+        xp = self.xp
+        magnitude = xp.abs(a)
+        small = xp.minimum(magnitude, self.split)
+        term = total = small
+        for n in range(1, self.series_terms):
+            term = term * (2 * small * small) / (2 * n + 1)
+            total = total + term
+        series = (2 / math.sqrt(math.pi)) * xp.exp(-small * small) * total
+        large = xp.maximum(magnitude, self.split)
+        fraction = large
+        for k in range(self.fraction_terms, 0, -1):
+            fraction = large + (k / 2) / fraction
+        tail = 1 - xp.exp(-large * large) / (math.sqrt(math.pi) * fraction)
+        return xp.sign(a) * xp.where(magnitude < self.split, series, tail)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        return (gy * (2 / math.sqrt(math.pi)) * exp(-(x * x)),)
 
 
 class Sigmoid(Function):
@@ -767,6 +805,21 @@ class LogSoftmax(Function):
         return (gy - exp(self.output) * sum(gy, self.axis, keepdims=True),)
 
 
+def erf(x): return Erf()(_t(x))
+
+
+def gelu(x):
+    """GELU(x) = x Phi(x) = x (1 + erf(x / sqrt(2))) / 2, the exact form (Hendrycks & Gimpel 2016)."""
+    x = _t(x)
+    return 0.5 * x * (1.0 + erf(x * (1 / math.sqrt(2))))
+
+
+def silu(x):
+    """SiLU (swish) x sigmoid(x) (Elfwing et al. 2018)."""
+    x = _t(x)
+    return x * sigmoid(x)
+
+
 def relu(x): return ReLU()(_t(x))
 def leaky_relu(x, negative_slope=0.01): return LeakyReLU(negative_slope)(_t(x))
 def elu(x, alpha=1.0): return ELU(alpha)(_t(x))
@@ -782,4 +835,4 @@ def log_softmax(x, axis=-1): return LogSoftmax(axis)(_t(x))
 from minireg.functional_nn import batch_norm, dropout, embedding, layer_norm, linear  # noqa: E402,F401
 from minireg.functional_conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d, upsample_nearest2d  # noqa: E402,F401
 from minireg.losses import (binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss,  # noqa: E402,F401
-                            mse_loss, nll_loss)
+                            mse_loss, nll_loss, smooth_l1_loss)

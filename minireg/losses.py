@@ -68,12 +68,41 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
     return _reduce(loss, reduction)
 
 
-def binary_cross_entropy_with_logits(input, target, reduction="mean"):
-    """``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))``, computed stably as
-    ``max(x, 0) - x t + log1p(exp(-|x|)) = softplus(x) - x t`` (finite for any logit)."""
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """``0.5 d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``, with ``d = input - target``
+    (PyTorch's smooth_l1_loss; ``beta = 0`` is the L1 loss; Huber with ``delta`` is ``delta`` times
+    this loss with ``beta = delta``)."""
+    beta = check.nonnegative("smooth_l1_loss: beta", beta)
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    _check_reduction(reduction)
+    input, target = _pair(input, target, "smooth_l1_loss")
+    diff = input - target
+    magnitude = F.abs(diff)
+    return _reduce(F.where(magnitude < beta, (0.5 / beta) * diff * diff, magnitude - 0.5 * beta), reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight=None):
+    """``-p t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))``, computed stably as
+    ``(1 - t + p t) softplus(x) - p t x`` (``log sigmoid(x) = x - softplus(x)``; finite for any logit).
+
+    ``pos_weight`` p (default 1) weighs the positive term, as in PyTorch: a number or a tensor that
+    broadcasts to the input, usually one weight per class (last axis), e.g. negatives / positives.
+    """
     _check_reduction(reduction)
     input, target = _pair(input, target, "binary_cross_entropy_with_logits")
-    return _reduce(F.softplus(input) - input * target, reduction)
+    if pos_weight is None:
+        return _reduce(F.softplus(input) - input * target, reduction)
+    p = operand(pos_weight, like=input)
+    try:
+        shape = np.broadcast_shapes(tuple(p.shape), input.shape)
+    except ValueError:
+        shape = None
+    if shape != input.shape:
+        raise ShapeError(f"binary_cross_entropy_with_logits: pos_weight of shape {tuple(p.shape)} does not "
+                         f"broadcast to the input's shape {input.shape}")
+    weighted = p * target
+    return _reduce((1 - target + weighted) * F.softplus(input) - weighted * input, reduction)
 
 
 def _is_integer(dtype, backend):

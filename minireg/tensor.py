@@ -171,6 +171,12 @@ class Tensor:
         t = Tensor._make(target.from_numpy(self.backend.to_numpy(self.data)), target)
         return t.requires_grad_(self.requires_grad)
 
+    def __dlpack__(self, **kwargs):
+        """DLPack export of ``data`` (no copy): ``np.from_dlpack(t)``, ``cupy.from_dlpack(t)``, ..."""
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self): return self.data.__dlpack_device__()
+
     def astype(self, dtype):
         _check_dtype(self.backend, dtype)
         return F.cast(self, self.backend.dtype(dtype))
@@ -228,6 +234,8 @@ class Tensor:
     def flatten(self, start_axis=0, end_axis=-1): return F.flatten(self, start_axis, end_axis)
     def squeeze(self, axis=None): return F.squeeze(self, axis)
     def expand_dims(self, axis): return F.expand_dims(self, axis)
+    def unsqueeze(self, axis): return F.expand_dims(self, axis)
+    def view(self, *shape): return self.reshape(*shape)   # a view where the backend can, as reshape
     def clip(self, min=None, max=None): return F.clip(self, min, max)
     def exp(self): return F.exp(self)
     def log(self): return F.log(self)

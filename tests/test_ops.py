@@ -3,6 +3,8 @@ differences, dtypes, 0-d/empty and non-contiguous inputs, on every backend.
 
 Adding an op to minireg adds one line to OPS below.
 """
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,10 @@ from minireg import F
 from minireg.testing import gradcheck, gradgradcheck
 from minireg.testing import opspec as S
 from minireg.testing.opspec import OpSpec
+
+
+def erf_ref(a):
+    return np.vectorize(math.erf, otypes=[a.dtype])(a)
 
 
 OPS = [
@@ -42,6 +48,10 @@ OPS = [
     OpSpec("sigmoid", F.sigmoid, sigmoid_ref, S.elementwise(lo=-8, hi=8)),
     OpSpec("tanh", F.tanh, np.tanh, S.elementwise()),
     OpSpec("softplus", F.softplus, softplus_ref, S.elementwise(lo=-8, hi=8)),
+    OpSpec("erf", F.erf, erf_ref, S.elementwise(lo=-4, hi=4)),
+    OpSpec("gelu", F.gelu, lambda a: 0.5 * a * (1 + erf_ref(a / math.sqrt(2))), S.elementwise(lo=-4, hi=4)),
+    OpSpec("silu", F.silu, lambda a: a * sigmoid_ref(a), S.elementwise(lo=-8, hi=8)),
+    OpSpec("neg", F.neg, np.negative, S.elementwise()),
     # linear algebra
     OpSpec("matmul", F.matmul, np.matmul, S.matmul_inputs()),
     # reductions

@@ -21,8 +21,8 @@ The check is ``minireg.nn.layers.layer_input``, called at the top of every layer
 """
 from minireg.nn import init
 from minireg.nn.conv import AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d, Upsample
-from minireg.nn.layers import (ELU, Dropout, Embedding, Flatten, Identity, LeakyReLU, Linear, LogSoftmax, ReLU,
-                               Sigmoid, Softmax, Softplus, Tanh)
+from minireg.nn.layers import (ELU, GELU, Dropout, Embedding, Flatten, Identity, LeakyReLU, Linear, LogSoftmax, ReLU,
+                               SiLU, Sigmoid, Softmax, Softplus, Tanh)
 from minireg.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss
 from minireg.nn.module import Module, ModuleList, Sequential
 from minireg.nn.noise import DropConnect, GaussianDropout, GaussianNoise, SpatialDropout2d

@@ -217,5 +217,7 @@ ELU = _activation("ELU", F.elu, "x if x > 0 else alpha * (exp(x) - 1)", alpha=1.
 Sigmoid = _activation("Sigmoid", F.sigmoid, "1 / (1 + exp(-x))")
 Tanh = _activation("Tanh", F.tanh, "tanh(x)")
 Softplus = _activation("Softplus", F.softplus, "log(1 + exp(x))")
+GELU = _activation("GELU", F.gelu, "x * (1 + erf(x / sqrt(2))) / 2 (exact form)")
+SiLU = _activation("SiLU", F.silu, "x * sigmoid(x)")
 Softmax = _activation("Softmax", F.softmax, "exp(x) / sum(exp(x)) along axis", axis=-1)
 LogSoftmax = _activation("LogSoftmax", F.log_softmax, "x - logsumexp(x) along axis", axis=-1)
