@@ -443,6 +443,7 @@ class GANTrainer:
             losses.append((f"discriminator penalty {name[2:]}", term))
             terms[name] = _device_value(term)
             total = total + term
+        total = total + self.D.regularization_loss()    # activity regularizers of D's last training forward
         self.d_optimizer.zero_grad()
         total.backward()
         self._optimizer_step(self.d_optimizer, "discriminator", losses, critic)
@@ -467,6 +468,7 @@ class GANTrainer:
                 losses.append((f"generator penalty {name[2:]}", term))
                 terms[name] = _device_value(term)
                 total = total + term
+            total = total + self.G.regularization_loss()    # activity regularizers of G's forward
         finally:
             for p in d_params:
                 p.requires_grad_(True)

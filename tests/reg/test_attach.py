@@ -480,3 +480,24 @@ def test_trainer_logs_the_data_loss_and_applies_the_regularizers_once():
         np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
     np.testing.assert_allclose(history["loss"], data_losses, rtol=1e-12)   # logged: the data loss alone
     assert np.all(model[2].bias.numpy() >= 0) and MaxNorm(0.5).is_feasible(model[0].weight)
+
+
+def test_gan_trainer_applies_parameter_regularizers_and_adds_activity_losses():
+    from minireg.datasets import load_digits
+    from minireg.gan import GANTrainer, mlp_discriminator, mlp_generator
+    from minireg.optim import RMSprop
+    (x, _), _ = load_digits()
+    loader = DataLoader(TensorDataset((x * 2 - 1).astype(np.float32)), batch_size=32, shuffle=True, drop_last=True,
+                        generator=np.random.default_rng(0))
+    mr.manual_seed(0)
+    G, D = mlp_generator(noise_dim=8, hidden=(32,), out_dim=64), mlp_discriminator(in_dim=64, hidden=(32,))
+    c = 0.02
+    attach(D, WeightClip(c, select=lambda p: True))          # on D's parameters, not via d_constraints
+    hidden = next(m for m in G.modules() if isinstance(m, nn.Linear))
+    hidden.activity_regularizer = ActivityRegularization(l2=1e-3)
+    trainer = GANTrainer(G, D, loss="wgan", n_critic=2, d_optimizer=RMSprop(D.parameters(), lr=5e-3), verbose=0)
+    trainer.fit(loader, 3)
+    for name, p in D.named_parameters():
+        assert np.abs(p.numpy()).max() <= c * (1 + 1e-6), name
+    assert any(np.isclose(np.abs(p.numpy()).max(), c) for p in D.parameters())
+    assert hidden.activity_loss is not None       # recorded, and it reached backward (else step raises)
