@@ -594,3 +594,19 @@ def test_bad_hooks_raise_minireg_errors(hook, error, match):
     with pytest.raises(ArgumentError, match="is not registered"):
         opt.remove_hook(hook)
     assert opt.hooks == ()
+
+
+def test_an_adamw_state_does_not_load_into_sgd():
+    params = make_params()
+    adamw = AdamW(params, lr=0.1)
+    run(adamw, params, 2)
+    sgd = SGD(params, lr=0.1, momentum=0.9)
+    run(sgd, params, 1)
+    before = snapshot(sgd)
+    with pytest.raises(CheckpointError, match="cannot load a state dict of 'AdamW' into SGD"):
+        sgd.load_state_dict(adamw.state_dict())
+    sd = adamw.state_dict()
+    sd["optimizer"] = "SGD"                      # a relabelled state still has AdamW's options
+    with pytest.raises(CheckpointError, match=r"the state dict has the options \['amsgrad', 'betas'"):
+        sgd.load_state_dict(sd)
+    assert snapshot(sgd)[0] == before[0]
