@@ -29,6 +29,13 @@ class GANLoss(NamedTuple):
     d_loss: Callable
     g_loss: Callable
 
+    def __repr__(self):
+        """``GANLoss('hinge': L_D = ..., L_G = ...)``, the formulas from the two functions' docstrings."""
+        def formula(fn):
+            doc = (fn.__doc__ or "").strip().rstrip(".")
+            return doc or getattr(fn, "__name__", repr(fn))
+        return f"GANLoss({self.name!r}: L_D = {formula(self.d_loss)}, L_G = {formula(self.g_loss)})"
+
 
 def _logits(x):
     return x if isinstance(x, Tensor) else tensor(x)
@@ -54,8 +61,8 @@ def _wgan_d_loss(real_logits, fake_logits):
     return F.mean(_logits(fake_logits)) - F.mean(_logits(real_logits))
 
 
-def _critic_g_loss(fake_logits):
-    """-E D(G(z)) (WGAN and hinge)."""
+def _critic_g_loss(fake_logits):   # WGAN's and hinge's generator loss
+    """-E D(G(z))."""
     return -F.mean(_logits(fake_logits))
 
 

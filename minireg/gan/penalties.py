@@ -37,6 +37,24 @@ def _check_positive_int(name, value, allow_none=False):
     return value
 
 
+class _Readable:
+    """``Name(arg=value, ...)`` from the constructor's arguments (a ``generator`` only when given),
+    then the running state that changes during training (step counts, LeCam's EMAs) when it exists."""
+    _state = ()
+
+    def __repr__(self):
+        import inspect
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        shown = [f"{n}={getattr(self, n)!r}" for n in names if not (n == "generator" and self.generator is None)]
+        state = [f"{n}={_plain(getattr(self, n))!r}" for n in self._state if getattr(self, n, None) is not None]
+        return f"{type(self).__name__}({', '.join(shown)}{'; ' + ', '.join(state) if state else ''})"
+
+
+def _plain(value):
+    """A number for a 0-d device array (an EMA), else the value."""
+    return float(value.item()) if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
+
+
 def _call(fn, x, condition):
     return fn(x) if condition is None else fn(x, condition)
 
@@ -69,7 +87,7 @@ def _unit_gradient_penalty(D, points, condition):
     return F.mean(deviation * deviation)
 
 
-class GradientPenalty:
+class GradientPenalty(_Readable):
     """WGAN-GP (Gulrajani et al. 2017): weight * E (||grad_x D(x_hat)||_2 - 1)^2.
 
     x_hat = eps x + (1 - eps) x_fake on random interpolates, eps ~ U[0, 1] per sample. Paper
@@ -94,7 +112,7 @@ class GradientPenalty:
         return self.weight * _unit_gradient_penalty(D, self.interpolates(real, fake), condition)
 
 
-class DRAGAN:
+class DRAGAN(_Readable):
     """DRAGAN (Kodali et al. 2017): weight * E (||grad_x D(x_hat)||_2 - 1)^2 around the real data.
 
     x_hat = x + alpha * c * std(x) * u, with alpha ~ U[0, 1] per sample, u ~ U[0, 1] per element
@@ -117,7 +135,7 @@ class DRAGAN:
         return self.weight * _unit_gradient_penalty(D, self.perturbed(real), condition)
 
 
-class R1:
+class R1(_Readable):
     """R1 (Mescheder et al. 2018): gamma/2 * E_{x ~ data} ||grad_x D(x)||^2, on real samples.
 
     ``gamma`` 10 is common (Mescheder et al.; StudioGAN's CIFAR-10 StyleGAN2 uses 0.01).
@@ -132,6 +150,8 @@ class R1:
     The object counts its calls in ``steps`` (starting at 0); pass ``step=`` to use your own
     counter instead (``steps`` then continues from it).
     """
+
+    _state = ('steps',)
 
     def __init__(self, gamma=10.0, lazy_interval=1):
         self.gamma = check_strength("gamma", gamma)
@@ -154,7 +174,7 @@ class R2(R1):
     """
 
 
-class FeatureMatching:
+class FeatureMatching(_Readable):
     """Feature matching (Salimans et al. 2016): weight * ||E f(x_real) - E f(G(z))||_2^2, f = D.features.
 
     A generator loss (default weight 1). The real mean E f(x_real) is a constant target
@@ -171,7 +191,7 @@ class FeatureMatching:
         return self.weight * F.sum(diff * diff)
 
 
-class ConsistencyRegularization:
+class ConsistencyRegularization(_Readable):
     """CR-GAN (Zhang et al. 2020): weight * E (D(x) - D(T(x)))^2, T a random augmentation.
 
     Default weight 10. ``augment``:
@@ -217,7 +237,7 @@ class ConsistencyRegularization:
         return self.weight * F.mean(diff * diff)
 
 
-class LeCam:
+class LeCam(_Readable):
     """LeCam regularization (Tseng et al. 2021): weight * (E (D(x) - a_F)^2 + E (D(G(z)) - a_R)^2).
 
     a_R and a_F are exponential moving averages of the mean of D on real and fake samples, kept
@@ -227,6 +247,8 @@ class LeCam:
     weight 0.3, ``ema_decay`` 0.99 (StudioGAN). Call it once per discriminator step with that
     step's logits: ``penalty(real_logits, fake_logits)``. (StudioGAN's variant clips with relu.)
     """
+
+    _state = ('ema_real', 'ema_fake')
 
     def __init__(self, weight=0.3, ema_decay=0.99):
         self.weight = check_strength("weight", weight)
@@ -246,7 +268,7 @@ class LeCam:
         return self.weight * (F.mean(real_gap * real_gap) + F.mean(fake_gap * fake_gap))
 
 
-class InstanceNoise:
+class InstanceNoise(_Readable):
     """Instance noise (Sonderby et al. 2017; Arjovsky & Bottou 2017): x + N(0, sigma_t^2) for D's inputs.
 
     Apply it to real and fake samples alike: ``D(noise(real))``, ``D(noise(fake))``. sigma_t =
@@ -254,6 +276,8 @@ class InstanceNoise:
     annealed linearly to 0 over T steps; t counts calls of ``step()`` (once per training step).
     At sigma_t = 0 the input is returned unchanged.
     """
+
+    _state = ('steps',)
 
     def __init__(self, std=0.1, anneal_steps=None, generator=None):
         self.std = check_strength("std", std)

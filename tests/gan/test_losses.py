@@ -83,3 +83,9 @@ def test_unknown_names_list_the_registered_ones(name):
     with pytest.raises(ValueError, match=f"unknown GAN loss {name!r}; expected one of minimax, non_saturating, "
                                          "wgan, hinge, least_squares"):
         get_loss(name)
+
+
+def test_a_gan_loss_prints_its_two_formulas():
+    assert repr(get_loss("hinge")) == ("GANLoss('hinge': L_D = E relu(1 - D(x)) + E relu(1 + D(G(z))), "
+                                       "L_G = -E D(G(z)))")
+    assert all(repr(loss).startswith(f"GANLoss({name!r}: L_D = ") for name, loss in GAN_LOSSES.items())

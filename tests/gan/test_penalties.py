@@ -359,3 +359,16 @@ def test_same_numbers_on_every_backend(backend):
 
     for got, want in zip(run(backend), run(mr.get_backend("numpy"))):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_penalties_print_their_settings_and_running_state():
+    assert repr(GradientPenalty(5.0)) == "GradientPenalty(weight=5.0)"
+    assert repr(DRAGAN()) == "DRAGAN(weight=10.0, c=0.5)"
+    assert repr(ConsistencyRegularization(augment="flip")) == "ConsistencyRegularization(weight=10.0, augment='flip')"
+    r1 = R1(1.0, lazy_interval=16)
+    assert repr(r1) == "R1(gamma=1.0, lazy_interval=16; steps=0)"
+    assert repr(InstanceNoise(0.2, anneal_steps=100)) == "InstanceNoise(std=0.2, anneal_steps=100; steps=0)"
+    lecam = LeCam()
+    assert repr(lecam) == "LeCam(weight=0.3, ema_decay=0.99)"
+    lecam(mr.tensor(np.array([1.0, 3.0])), mr.tensor(np.array([-1.0, -3.0])))
+    assert repr(lecam).startswith("LeCam(weight=0.3, ema_decay=0.99; ema_real=") and "ema_fake=" in repr(lecam)
