@@ -325,12 +325,16 @@ class Trainer:
                                   f"{names}: resume with the same callbacks")
         if not isinstance(state["history"], dict):
             raise CheckpointError(f"{path}: the trainer's history is a {type(state['history']).__name__}, not a dict")
-        assignments = [cb._prepared_load(entry[1]) for cb, entry in zip(self.callbacks, saved)]
-        history = state["history"]
+        if not all(isinstance(values, list) for values in state["history"].values()):
+            raise CheckpointError(f"{path}: the trainer's history must map names to lists of per-epoch values")
+        try:
+            assignments = [cb._prepared_load(entry[1]) for cb, entry in zip(self.callbacks, saved)]
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        history = {key: list(values) for key, values in state["history"].items()}
 
         def assign():
-            self.epochs_done, self.global_step = epochs_done, global_step
-            self.history = {key: list(values) for key, values in history.items()}
+            self.epochs_done, self.global_step, self.history = epochs_done, global_step, history
         _restore(path, contents, self.model, self.optimizer, self._schedulers(), rng_state=True,
                  extra=[*assignments, assign])
         return contents["metadata"]

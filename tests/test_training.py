@@ -240,3 +240,30 @@ def test_epoch_loss_is_the_same_number_as_summing_batch_floats(digits):
     for value, n in zip(seen, sizes):
         total += value * n
     assert history["loss"][0] == total / sum(sizes)
+
+
+def test_a_corrupt_trainer_entry_is_refused_before_anything_changes(tmp_path, digits):
+    mr.manual_seed(0)
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.npz"
+    fit(model, opt, cross_entropy, digits[0], 1, callbacks=[EarlyStopping(monitor="loss"),
+                                                            ModelCheckpoint(path, monitor="loss")], verbose=0)
+    contents = mr.checkpoint.read(path)
+    for corrupt, match in [(lambda s: s.update(epochs_done=-1), "epochs_done must be an integer >= 0"),
+                           (lambda s: s.update(history={"loss": 3.0}), "history must map names to lists"),
+                           (lambda s: s["callbacks"][0][1].pop("wait"), "EarlyStopping: expected a state")]:
+        bad = mr.checkpoint.read(path)
+        corrupt(bad["metadata"]["trainer"])
+        mr.save(tmp_path / "bad.npz", model, opt, schedulers=[], rng_state=True, **bad["metadata"])
+        other = mlp()
+        before = {k: v.copy() for k, v in other.state_dict().items()}
+        trainer = Trainer(other, SGD(other.parameters(), lr=0.1), cross_entropy,
+                          callbacks=[EarlyStopping(monitor="loss"), ModelCheckpoint(tmp_path / "x.npz", monitor="loss")],
+                          verbose=0)
+        with pytest.raises(mr.errors.CheckpointError, match=match):
+            trainer.load_checkpoint(tmp_path / "bad.npz")
+        for key, value in other.state_dict().items():
+            np.testing.assert_array_equal(value, before[key])
+        assert trainer.epochs_done == 0 and trainer.history == {}
+    assert contents["metadata"]["trainer"]["epochs_done"] == 1
