@@ -375,3 +375,68 @@ def mixture_nll(const floating[::1] w, const floating[::1] means, const floating
                                              &grad_w[t * size], &parts[t, 0])
     totals = partial.sum(axis=0)
     return totals[3 * J], totals[:3 * J].reshape(3, J)
+
+
+# -- convolution columns (the layout of minireg.functional_conv) ----------------------------------
+
+cdef inline void _window_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t grid,
+                               Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """The grid positions g in [lo, hi) whose pixel g * stride + offset lies inside [0, size)."""
+    lo[0] = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi[0] = 0 if offset > size - 1 else (size - 1 - offset) // stride + 1
+    hi[0] = min(hi[0], grid)
+    lo[0] = min(lo[0], hi[0])
+
+
+def im2col(const floating[:, :, :, :] x, floating[:, ::1] cols, Py_ssize_t kh, Py_ssize_t kw,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+           Py_ssize_t gh, Py_ssize_t gw, double pad_value):
+    """cols[(c*kh + i)*kw + j, (n*gh + y)*gw + g] = x[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw], or
+    pad_value where that pixel is outside x. x may have any strides (e.g. a transposed view)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    cdef floating pad = <floating>pad_value
+    for r in prange(C * kh * kw, nogil=True, schedule="static",
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        ox = j * dw - pw
+        _window_range(ox, sw, W, gw, &lo, &hi)
+        for n in range(N):
+            for y in range(gh):
+                iy = y * sh + i * dh - ph
+                col = (n * gh + y) * gw
+                if iy < 0 or iy >= H:
+                    for g in range(gw):
+                        cols[r, col + g] = pad
+                    continue
+                for g in range(lo):
+                    cols[r, col + g] = pad
+                for g in range(lo, hi):
+                    cols[r, col + g] = x[n, c, iy, g * sw + ox]
+                for g in range(hi, gw):
+                    cols[r, col + g] = pad
+
+
+def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] image, Py_ssize_t kh, Py_ssize_t kw,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+           Py_ssize_t gh, Py_ssize_t gw):
+    """The adjoint of im2col: image[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw] += cols[(c*kh + i)*kw + j,
+    (n*gh + y)*gw + g] for every pixel inside the image (the caller zeroes it). One channel per
+    thread, so no two threads write the same pixel."""
+    cdef Py_ssize_t N = image.shape[0], C = image.shape[1], H = image.shape[2], W = image.shape[3]
+    cdef Py_ssize_t r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    for c in prange(C, nogil=True, schedule="static",
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                ox = j * dw - pw
+                _window_range(ox, sw, W, gw, &lo, &hi)
+                for n in range(N):
+                    for y in range(gh):
+                        iy = y * sh + i * dh - ph
+                        if iy < 0 or iy >= H:
+                            continue
+                        col = (n * gh + y) * gw
+                        for g in range(lo, hi):
+                            image[n, c, iy, g * sw + ox] += cols[r, col + g]

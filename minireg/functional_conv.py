@@ -11,7 +11,8 @@ Column layout: for a window of size (kH, kW), stride s, padding p and dilation d
 
 of shape (C*kH*kW, N*gH*gW). Batch and grid share the column axis so that a whole-batch conv is
 a single GEMM ``W (O, C*kH*kW) @ cols``; channels lead the row axis so that groups are a reshape
-to (groups, C/groups*kH*kW, N*gH*gW).
+to (groups, C/groups*kH*kW, N*gH*gW). The pair's array work is the backend's kernel table
+(``kernels.im2col``/``col2im``: strided slices in the reference, Cython loops for NumPy float arrays).
 """
 import builtins
 import math
@@ -61,11 +62,6 @@ class Window(NamedTuple):
         return all(g >= 1 and (g - 1) * s + e <= n + 2 * p
                    for n, g, p, e, s in zip(size, grid, self.padding, self.span, self.stride))
 
-    def slices(self, i, j, grid):
-        """The strided slices of the padded image read by kernel offset (i, j) over the grid."""
-        return tuple(slice(o * d, o * d + (g - 1) * s + 1, s)
-                     for o, g, s, d in zip((i, j), grid, self.stride, self.dilation))
-
 
 def expect_nchw(op, x, channels=None, context=""):
     """Raise a ShapeError unless ``x`` is (N, C, H, W), with C == ``channels`` when given."""
@@ -110,7 +106,7 @@ class Im2Col(Function):
         self.grid, self.pad_value = (tuple(grid) if grid is not None else None), pad_value
 
     def forward(self, x):
-        w, xp = self.window, self.xp
+        w = self.window
         if x.ndim != 4:
             raise ShapeError(f"Im2Col: expected an image of shape (N, C, H, W), got {tuple(x.shape)}")
         n, c, h, wd = x.shape
@@ -118,13 +114,7 @@ class Im2Col(Function):
         if not w.fits((h, wd), self.grid):
             raise ShapeError(f"Im2Col: a {self.grid} grid of windows {w.kernel} (dilated span {w.span}, stride "
                              f"{w.stride}) does not fit the input {tuple(x.shape)} with padding {w.padding}")
-        if any(w.padding):
-            (ph, pw) = w.padding
-            x = self.backend.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), self.pad_value)
-        windows = self.backend.sliding_window(x, w.kernel, (2, 3), w.stride, w.dilation)   # N C gH' gW' kH kW
-        gh, gw = self.grid
-        windows = windows[:, :, :gh, :gw, ...]
-        return xp.reshape(xp.permute_dims(windows, (1, 4, 5, 0, 2, 3)), (c * math.prod(w.kernel), n * gh * gw))
+        return self.backend.kernels.im2col(x, w.kernel, w.stride, w.padding, w.dilation, self.grid, self.pad_value)
 
     def backward(self, gy):
         return (Col2Im(*self.window, image_size=self.inputs[0].shape[2:], grid=self.grid)(gy),)
@@ -133,8 +123,8 @@ class Im2Col(Function):
 class Col2Im(Function):
     """Columns (C*kH*kW, N*gH*gW) -> image (N, C, H, W): the adjoint of Im2Col.
 
-    Every column entry is added back to the padded pixel it was read from (overlapping windows
-    sum), one strided slice per kernel offset, then the padding is cropped. Backward is Im2Col.
+    Every column entry is added back to the pixel it was read from (overlapping windows sum;
+    entries read from the padding are dropped). Backward is Im2Col.
     """
 
     def __init__(self, kernel_size, stride=1, padding=0, dilation=1, *, image_size, grid=None):
@@ -143,21 +133,13 @@ class Col2Im(Function):
         self.grid = tuple(grid) if grid is not None else self.window.grid(self.image_size)
 
     def forward(self, cols):
-        w, xp = self.window, self.xp
-        (kh, kw), (ph, pw), (h, wd), (gh, gw) = w.kernel, w.padding, self.image_size, self.grid
+        w = self.window
+        (kh, kw), (gh, gw) = w.kernel, self.grid
         if (cols.ndim != 2 or cols.shape[0] % (kh * kw) or cols.shape[1] % (gh * gw)
                 or not w.fits(self.image_size, self.grid)):
             raise ShapeError(f"Col2Im: expected columns of shape (C*{kh}*{kw}, N*{gh}*{gw}) from windows that fit "
                              f"an image of size {self.image_size} with padding {w.padding}, got {tuple(cols.shape)}")
-        c, n = cols.shape[0] // (kh * kw), cols.shape[1] // (gh * gw)
-        blocks = xp.reshape(cols, (c, kh, kw, n, gh, gw))
-        # accumulate channel-major so each added block is contiguous; the final permute is a view
-        image = self.backend.zeros((c, n, h + 2 * ph, wd + 2 * pw), cols.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                rows, columns = w.slices(i, j, self.grid)
-                image[:, :, rows, columns] += blocks[:, i, j, ...]
-        return xp.permute_dims(image[:, :, ph:ph + h, pw:pw + wd], (1, 0, 2, 3))
+        return self.backend.kernels.col2im(cols, self.image_size, w.kernel, w.stride, w.padding, w.dilation, self.grid)
 
     def backward(self, gy):
         return (Im2Col(*self.window, grid=self.grid)(gy),)

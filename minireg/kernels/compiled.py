@@ -130,3 +130,19 @@ class CompiledKernels(Kernels):
         s0, s1, s2 = stats.astype(w.dtype)
         lam = numpy.exp(log_precisions)
         return numpy.asarray(nll, dtype=w.dtype), grad_w, -lam * s1, 0.5 * (lam * s2 - s0), -s0
+
+    def _im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):
+        if not (type(x) is numpy.ndarray and x.dtype in _FLOAT_DTYPES and x.size):
+            return super()._im2col(x, kernel, stride, padding, dilation, grid, pad_value)
+        n, c = x.shape[:2]
+        cols = numpy.empty((c * kernel[0] * kernel[1], n * grid[0] * grid[1]), x.dtype)
+        self._ck.im2col(x, cols, *kernel, *stride, *padding, *dilation, *grid, pad_value)
+        return cols
+
+    def _col2im(self, cols, image_size, kernel, stride, padding, dilation, grid):
+        if not _native((), (cols,)):
+            return super()._col2im(cols, image_size, kernel, stride, padding, dilation, grid)
+        c, n = cols.shape[0] // (kernel[0] * kernel[1]), cols.shape[1] // (grid[0] * grid[1])
+        image = numpy.zeros((n, c, *image_size), cols.dtype)
+        self._ck.col2im(cols, image, *kernel, *stride, *padding, *dilation, *grid)
+        return image

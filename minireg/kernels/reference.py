@@ -84,6 +84,11 @@ def _soft_(xp, w, t):
     return w
 
 
+def _window_slices(offset, grid, stride, dilation):
+    """The strided slices of a padded image that kernel offset (i, j) reads over the grid."""
+    return tuple(slice(o * d, o * d + (g - 1) * s + 1, s) for o, g, s, d in zip(offset, grid, stride, dilation))
+
+
 def _row_norms(xp, w):
     return xp.sqrt(xp.sum(w * w, axis=1, keepdims=True))
 
@@ -324,3 +329,50 @@ class Kernels:
         nll = -xp.sum(m + xp.log(s))
         grad_w = xp.reshape(xp.sum(rd * lam, axis=1), w.shape)
         return nll, grad_w, -lam * s1, 0.5 * (lam * s2 - s0), -s0
+
+    # -- convolution columns -------------------------------------------------------------------
+
+    def im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):
+        """Image x (N, C, H, W) -> columns (C*kH*kW, N*gH*gW), one kernel offset (i, j) per row block:
+
+            cols[(c*kH + i)*kW + j, (n*gH + y)*gW + g] = x_padded[n, c, y*sH + i*dH, g*sW + j*dW]
+
+        with ``pad_value`` in the padding (the layout of ``minireg.functional_conv``). Each
+        geometry argument is an (H, W) pair; the caller has checked that the grid fits.
+        """
+        return self._im2col(x, kernel, stride, padding, dilation, grid, pad_value)
+
+    def _im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):
+        xp = self.xp
+        n, c, h, w = x.shape
+        (kh, kw), (ph, pw), (gh, gw) = kernel, padding, grid
+        if ph or pw:
+            padded = xp.full((n, c, h + 2 * ph, w + 2 * pw), pad_value, dtype=x.dtype, device=x.device)
+            padded[:, :, ph:ph + h, pw:pw + w] = x
+        else:
+            padded = x
+        cols = xp.empty((c, kh, kw, n, gh, gw), dtype=x.dtype, device=x.device)
+        for i in range(kh):
+            for j in range(kw):
+                rows, columns = _window_slices((i, j), grid, stride, dilation)
+                cols[:, i, j, ...] = xp.permute_dims(padded[:, :, rows, columns], (1, 0, 2, 3))
+        return xp.reshape(cols, (c * kh * kw, n * gh * gw))
+
+    def col2im(self, cols, image_size, kernel, stride, padding, dilation, grid):
+        """The adjoint of ``im2col``: columns (C*kH*kW, N*gH*gW) -> image (N, C, H, W) with
+        ``image_size`` (H, W); every column entry is added to the pixel it was read from
+        (overlapping windows sum) and entries in the padding are dropped."""
+        return self._col2im(cols, image_size, kernel, stride, padding, dilation, grid)
+
+    def _col2im(self, cols, image_size, kernel, stride, padding, dilation, grid):
+        xp = self.xp
+        (kh, kw), (ph, pw), (h, w), (gh, gw) = kernel, padding, image_size, grid
+        c, n = cols.shape[0] // (kh * kw), cols.shape[1] // (gh * gw)
+        blocks = xp.reshape(cols, (c, kh, kw, n, gh, gw))
+        # accumulate channel-major so each added block is contiguous; the final permute is a view
+        image = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype, device=cols.device)
+        for i in range(kh):
+            for j in range(kw):
+                rows, columns = _window_slices((i, j), grid, stride, dilation)
+                image[:, :, rows, columns] += blocks[:, i, j, ...]
+        return xp.permute_dims(image[:, :, ph:ph + h, pw:pw + w], (1, 0, 2, 3))

@@ -577,3 +577,53 @@ def test_mixture_nll_validation(impl):
         impl.kernels.mixture_nll(w, c, impl.put(np.zeros(3), np.float64), c)
     with pytest.raises(DTypeError):
         impl.kernels.mixture_nll(w, impl.put(np.zeros(2), np.float32), c, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution columns
+
+
+@st.composite
+def conv_geometry(draw):
+    """(x shape, kernel, stride, padding, dilation, grid): windows that fit, grid possibly cropped."""
+    pairs = lambda lo, hi: st.tuples(st.integers(lo, hi), st.integers(lo, hi))  # noqa: E731
+    kernel, stride, dilation = draw(pairs(1, 3)), draw(pairs(1, 3)), draw(pairs(1, 2))
+    padding = draw(pairs(0, 2))
+    size = tuple(draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 7))
+                 for k, d, p in zip(kernel, dilation, padding))
+    full = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(size, padding, dilation, kernel, stride))
+    grid = tuple(draw(st.integers(1, g)) for g in full)
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) + size
+    return shape, kernel, stride, padding, dilation, grid
+
+
+def reference_columns(x, kernel, stride, padding, dilation, grid, pad_value):
+    """The module docstring's formula, one entry at a time."""
+    n, c, h, w = x.shape
+    (kh, kw), (gh, gw) = kernel, grid
+    cols = np.full((c * kh * kw, n * gh * gw), pad_value)
+    for ci, i, j, ni, y, g in np.ndindex(c, kh, kw, n, gh, gw):
+        iy, ix = y * stride[0] + i * dilation[0] - padding[0], g * stride[1] + j * dilation[1] - padding[1]
+        if 0 <= iy < h and 0 <= ix < w:
+            cols[(ci * kh + i) * kw + j, (ni * gh + y) * gw + g] = x[ni, ci, iy, ix]
+    return cols
+
+
+@given(geometry=conv_geometry(), dtype=DTYPES, layout=st.sampled_from(["contiguous", "transposed"]),
+       pad_value=st.sampled_from([0.0, -np.inf]), seed=st.integers(0, 2**16))
+def test_im2col_and_its_adjoint_col2im(impl, geometry, dtype, layout, pad_value, seed):
+    shape, *window = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    cols = impl.kernels.im2col(impl.put(x, dtype, layout), *window, pad_value)
+    expected = reference_columns(x.astype(dtype).astype(np.float64), *window, pad_value)
+    np.testing.assert_array_equal(impl.host(cols), expected)
+    # col2im is the adjoint: <im2col(x), c> = <x, col2im(c)> for any columns c
+    c = rng.standard_normal(expected.shape)
+    image = impl.host(impl.kernels.col2im(impl.put(c, dtype), shape[2:], *window))
+    assert image.shape == shape
+    inside = np.where(np.isfinite(expected), expected, 0.0) if pad_value else expected
+    rounded_c = c.astype(dtype).astype(np.float64)
+    x_rounded = x.astype(dtype).astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert np.sum(inside * rounded_c) == pytest.approx(np.sum(x_rounded * image), rel=tol, abs=tol * c.size)
