@@ -16,6 +16,8 @@ from minireg.study.runner import StudyError, run_study
 
 pytest.importorskip("sklearn", reason="the digits ship with scikit-learn")
 TINY = dict(task="mlp-digits", only="none,l2,dropout", seeds=2, epochs=2, progress=False, figures=False)
+L2_GRID = study_families.FAMILIES["l2"].grid
+DROPOUT_GRID = study_families.FAMILIES["dropout"].grid
 
 
 def _numbers(result):
@@ -55,8 +57,8 @@ def test_results_json_has_the_families_list(serial):
     assert set(vs) >= {"mean_diff", "ci95"} and vs["mean_diff"] == pytest.approx(
         np.mean(np.subtract(by_name["l2"]["test_accuracy"]["per_seed"], by_name["none"]["test_accuracy"]["per_seed"])))
     assert set(by_name["l2"]["chosen_strength"]) <= set(study_families.FAMILIES["l2"].grid)
-    # every run: its config, metrics and history; 1 + 4 + 3 grid points per seed
-    assert len(saved["runs"]) == 2 * 8
+    # every run: its config, metrics and history; every grid point of every family and seed
+    assert len(saved["runs"]) == 2 * (1 + len(L2_GRID) + len(DROPOUT_GRID))
     run = saved["runs"][0]
     assert run["config"]["task"] == "mlp-digits" and len(run["result"]["history"]["val_accuracy"]) == 2
     assert (out / "results.csv").read_text().startswith("family,chosen_strength,test_accuracy_mean")
@@ -99,10 +101,10 @@ def test_resume_after_an_interruption_recomputes_nothing_that_finished(tmp_path,
     calls.clear()
     interrupt[0] = False
     result = run_study(**options)
-    assert calls == [1e-3, 1e-2]             # only the two l2 strengths that had not finished
+    assert calls == list(L2_GRID[2:])        # only the l2 strengths that had not finished
     calls.clear()
     extended = run_study(**dict(options, seeds=2))
-    assert len(calls) == 4 and len(extended.summary["runs"]) == 10      # the new seed only
+    assert calls == list(L2_GRID) and len(extended.summary["runs"]) == 2 * (1 + len(L2_GRID))   # the new seed only
     assert _numbers(result)[1] == [r for r in _numbers(extended)[1] if r["key"] in
                                    {x["key"] for x in result.summary["runs"]}]
 
@@ -146,7 +148,8 @@ def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
     assert len(failed) == 2 and all("FloatingPointError: diverged" in f["error"] for f in failed)
     l2 = result.summary["families"][1]
     assert l2["failed_runs"] == 2 and 1e-2 not in l2["chosen_strength"] and len(l2["test_accuracy"]["per_seed"]) == 2
-    assert len(os.listdir(tmp_path / "cache")) == 2 * 4      # failures are not cached: a resume retries them
+    # failures are not cached: a resume retries them
+    assert len(os.listdir(tmp_path / "cache")) == 2 * (1 + len(L2_GRID) - 1)
 
 
 @pytest.mark.parametrize("options, message", [
