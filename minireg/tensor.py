@@ -252,10 +252,10 @@ class Tensor:
 
 def _check_dtype(backend, dtype):
     """The dtype rule: tensors hold booleans, integers or real floats (no complex, strings, objects)."""
-    kind = backend.numpy_dtype(dtype).kind
-    if kind not in "biuf":
-        hint = " (complex numbers are not supported)" if kind == "c" else ""
-        raise DTypeError(f"tensors hold booleans, integers or real floating numbers, got dtype {dtype}{hint}")
+    dtype = backend.numpy_dtype(dtype)
+    if dtype.kind not in "biuf":
+        what = f"complex input ({dtype})" if dtype.kind == "c" else f"dtype {dtype}"
+        raise DTypeError(f"{what} is not supported: tensors hold booleans, integers or real floating numbers")
 
 
 def tensor(data, requires_grad=False, dtype=None, name=None):
