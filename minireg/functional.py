@@ -495,7 +495,7 @@ def _has_array(index):
     return builtins.any(hasattr(i, "shape") and i.ndim > 0 for i in items)   # getitem made lists arrays
 
 
-def _index_item(i, x, backend):
+def _index_item(i, backend):
     """One index item as ints, slices, None, Ellipsis or an array on ``backend`` (Tensors, lists and
     host arrays are converted); booleans only as arrays (a Python bool would read as 0 or 1)."""
     if isinstance(i, Tensor):
@@ -538,7 +538,7 @@ def getitem(x, index):
     CuPy. Out-of-range integers raise IndexOutOfRangeError on every backend."""
     x = _t(x)
     b = x.backend
-    items = [_index_item(i, x, b) for i in (index if isinstance(index, tuple) else (index,))]
+    items = [_index_item(i, b) for i in (index if isinstance(index, tuple) else (index,))]
     arrays = [k for k, i in enumerate(items) if hasattr(i, "shape")]
     extra = x.ndim - builtins.sum(_consumed(i, b) for i in items if i is not Ellipsis)
     if extra < 0 or builtins.sum(i is Ellipsis for i in items) > 1:

@@ -5,7 +5,7 @@ import numpy as np
 
 from minireg import backend as _backends
 from minireg._config import _grad_enabled, get_default_dtype
-from minireg.errors import ArgumentTypeError, DTypeError, DeviceError, GraphError, ShapeError
+from minireg.errors import ArgumentError, ArgumentTypeError, DTypeError, DeviceError, GraphError, ShapeError
 
 
 class Tensor:
@@ -16,6 +16,7 @@ class Tensor:
     saved the tensor for backward raises a GraphError instead of computing a wrong gradient. They
     refuse tensors that require grad while grad mode is on (wrap updates in ``minireg.no_grad()``).
     Writing ``t.data`` (or into it) directly is the untracked escape hatch: no version bump, no check.
+    Tensors that share memory (``detach()``, views from reshape or slicing) do not share versions.
     """
     # Class-level defaults keep op outputs cheap to create: only data and backend are set per tensor.
     grad = None
@@ -110,7 +111,7 @@ class Tensor:
         try:
             self.data[...] = values
         except ValueError as exc:   # a read-only view, e.g. from broadcast_to
-            raise GraphError(f"{op}: the tensor's data is read-only ({exc}); write into a copy") from exc
+            raise ArgumentError(f"{op}: the tensor's data is read-only ({exc}); write into a copy") from exc
         self._bump_version()
         return self
 
