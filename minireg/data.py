@@ -49,12 +49,19 @@ def _on_host(values):
     return backend_of(values).to_numpy(values)
 
 
-def _take(array, indices):
-    """``array[indices]`` along axis 0 for a NumPy array, a Tensor or an array of any registered backend."""
+def _take(array, indices, uploaded=None):
+    """``array[indices]`` along axis 0 for a NumPy array, a Tensor or an array of any registered backend.
+
+    Host ``indices`` are copied to a device array's device; ``uploaded`` (a dict, backend -> indices
+    there) lets several arrays of one batch share that copy.
+    """
     if isinstance(array, (np.ndarray, Tensor)):
         return array[indices]
     backend = backend_of(array)
-    return backend.xp.take(array, backend.asarray(indices), axis=0)
+    uploaded = {} if uploaded is None else uploaded
+    if backend not in uploaded:
+        uploaded[backend] = backend.asarray(indices)
+    return backend.xp.take(array, uploaded[backend], axis=0)
 
 
 class TensorDataset(Dataset):
@@ -81,7 +88,8 @@ class TensorDataset(Dataset):
         return tuple(a[index] for a in self.arrays)
 
     def get_batch(self, indices):
-        return tuple(_take(a, indices) for a in self.arrays)
+        uploaded = {}   # one copy of the indices per device and batch, whatever the number of arrays
+        return tuple(_take(a, indices, uploaded) for a in self.arrays)
 
     def __repr__(self):
         fields = ", ".join(_describe_array(a) for a in self.arrays)
@@ -255,7 +263,8 @@ def train_val_split(*arrays, val_fraction=0.1, seed=0, stratify=None):
     in_val = np.zeros(n, dtype=bool)
     in_val[val] = True
     train, val = rng.permutation(np.flatnonzero(~in_val)), rng.permutation(val)
-    return tuple(_take(a, train) for a in arrays), tuple(_take(a, val) for a in arrays)
+    on_train, on_val = {}, {}
+    return tuple(_take(a, train, on_train) for a in arrays), tuple(_take(a, val, on_val) for a in arrays)
 
 
 class Standardizer:

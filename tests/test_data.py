@@ -150,6 +150,16 @@ def test_train_val_split_keeps_device_arrays_on_their_device():
     np.testing.assert_array_equal(subset.indices, [3, 1])
 
 
+def test_an_epoch_over_device_data_never_reads_back_and_uploads_each_batchs_indices_once():
+    with fake_device() as device:
+        loader = DataLoader(TensorDataset(device.asarray(X), mr.tensor(device.asarray(Y))), batch_size=3, shuffle=True)
+        with device.counting() as counts:
+            batches = list(loader)
+    assert counts.syncs == 0 and counts.implicit == 0, counts.report()
+    assert counts.copies_to_device == len(batches) == 4, counts.report()
+    assert all(xb.backend is device and yb.backend is device for xb, yb in batches)
+
+
 def test_reprs_say_what_is_inside():
     dataset = TensorDataset(X, Y)
     assert repr(dataset) == "TensorDataset(10 samples: float32 (10, 3), int64 (10,))"

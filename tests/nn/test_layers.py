@@ -245,3 +245,17 @@ def test_batch_norm_momentum_bounds_are_allowed(momentum):
     bn(x)
     expected = x.mean(axis=0) if momentum == 1.0 else np.zeros(2)
     np.testing.assert_allclose(bn.running_mean.numpy(), expected, atol=1e-15)
+
+
+def test_layer_forwards_on_a_device_make_no_reads_or_copies():
+    from minireg.testing.devices import fake_device
+    with fake_device() as device:
+        mr.manual_seed(0)
+        layers = [nn.Linear(3, 4), nn.BatchNorm1d(4), nn.LayerNorm(4), nn.Dropout(0.3), nn.GaussianNoise(0.1),
+                  nn.GaussianDropout(0.2), nn.SpectralNorm(nn.Linear(4, 4)), nn.DropConnect(nn.Linear(4, 2))]
+        model = nn.Sequential(*layers)
+        x = mr.tensor(device.asarray(rng.normal(size=(5, 3)).astype(np.float32)))
+        model(x)                                                   # warm-up
+        with device.counting() as counts:
+            model(x).sum().backward()
+    assert counts.syncs == counts.implicit == counts.copies_to_device == 0, counts.report()

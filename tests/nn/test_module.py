@@ -253,3 +253,18 @@ def test_summary_without_input_shape_prints_question_marks(capsys):
     frozen.bias.requires_grad = False
     text = frozen.summary(input_shape=4, print_fn=None)
     assert "Linear (Linear)  (N, 1)" in text and "Trainable params: 4" in text and "Non-trainable params: 1" in text
+
+
+def test_loading_summary_and_astype_on_a_device_make_no_reads_and_only_the_needed_copies():
+    with fake_device() as device:
+        model = mlp()
+        host_state = model.state_dict()
+        device_state = {k: mr.tensor(device.asarray(v)) for k, v in host_state.items()}
+        with device.counting() as counts:
+            model.load_state_dict(device_state)
+            model.summary(input_shape=(3,), print_fn=None)
+            model.astype("float64")
+        assert counts.syncs == counts.implicit == counts.copies_to_device == 0, counts.report()
+        with device.counting() as counts:
+            model.load_state_dict(host_state)                     # host arrays: one copy each, no reads
+        assert counts.syncs == counts.implicit == 0 and counts.copies_to_device == len(host_state), counts.report()

@@ -256,3 +256,15 @@ def test_float32_units_far_from_one_are_measured_in_float64(scale, constraint):
     np.testing.assert_allclose(norms, expected, rtol=1e-6)
     np.testing.assert_allclose(result / norms[:, None], units / np.array([[5.0], [1.0]]), rtol=1e-6, atol=1e-7)
     assert constraint.is_feasible(param) == (constraint.rate == 1.0)
+
+
+def test_unit_norm_constraints_on_a_device_make_no_reads_or_copies():
+    from minireg.testing.devices import fake_device
+    with fake_device() as device:
+        params = [Parameter(device.asarray(np.full((3, 4), 1e20, np.float32))) for _ in range(3)]
+        with device.counting() as counts:
+            for constraint, p in zip([UnitNorm(), MinMaxNorm(0.5, 2.0), MinMaxNorm(0.5, 2.0, rate=0.5, axis="columns")],
+                                     params):
+                constraint.project_(p)
+    assert counts.syncs == counts.implicit == counts.copies_to_device == 0, counts.report()
+    np.testing.assert_allclose(np.linalg.norm(params[0].numpy(), axis=1), 1.0, rtol=1e-6)
