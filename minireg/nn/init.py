@@ -37,14 +37,18 @@ def _fill(tensor, host_values):
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
+    a = check.real("uniform_: a", a)
+    b = check.real("uniform_: b", b, low=a)
     return _fill(tensor, (generator or default_generator()).uniform(a, b, size=tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
+    mean, std = check.real("normal_: mean", mean), check.nonnegative("normal_: std", std)
     return _fill(tensor, (generator or default_generator()).normal(mean, std, size=tensor.shape))
 
 
 def constant_(tensor, value):
+    value = check.real("constant_: value", value, finite=False)
     return _fill(tensor, np.full(tensor.shape, value))
 
 
