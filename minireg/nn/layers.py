@@ -40,7 +40,7 @@ def layer_input(layer, x, like=None):
     """
     if not isinstance(x, Tensor):
         untyped = isinstance(x, (bool, int, float, list, tuple))
-        x = tensor(x, dtype=like.dtype if untyped and like is not None else None)
+        x = tensor(x, dtype=like.backend.numpy_dtype(like.dtype) if untyped and like is not None else None)
     backend = x.backend
     got = backend.numpy_dtype(x.dtype)
     if got.kind == "c":
