@@ -156,15 +156,12 @@ class Module:
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self):
-        """Dotted name -> NumPy array copy, for parameters and persistent buffers."""
-        state = OrderedDict((name, p.numpy().copy()) for name, p in self.named_parameters())
-        for module_prefix, module in self.named_modules():
-            for name, b in module._buffers.items():
-                if b is not None and name not in module._non_persistent:
-                    state[f"{module_prefix}.{name}" if module_prefix else name] = b.numpy().copy()
-        return state
+        """Dotted name -> NumPy array copy (through each tensor's backend), for parameters and
+        persistent buffers."""
+        return OrderedDict((name, t.numpy().copy()) for name, t in self._state_tensors().items())
 
     def _state_tensors(self):
+        """Dotted name -> the parameter or persistent buffer itself, in ``state_dict`` order."""
         tensors = OrderedDict(self.named_parameters())
         for module_prefix, module in self.named_modules():
             for name, b in module._buffers.items():
