@@ -249,7 +249,7 @@ def _metric_radius(xp, v, t):
         lo = xp.where(h < 1, r, lo)        # h < 1: phi > 1, the root lies above r
         hi = xp.where(h >= 1, r, hi)
         newton = r - (h - 1) / xp.maximum(dh, tiny)
-        r = xp.where((newton > lo) & (newton < hi), newton, (lo + hi) / 2)
+        r = xp.where((newton >= lo) & (newton <= hi), newton, (lo + hi) / 2)
     return r
 
 

@@ -284,3 +284,86 @@ def test_clip_grad_norm_refuses_gradients_on_several_devices():
     dev.grad = mr.Tensor(fake_device().asarray(np.ones(2)))
     with pytest.raises(DeviceError, match="all gradients on one device"):
         clip_grad_norm_([host, dev], 1.0)
+
+
+# -- regularizers attached to parameters: every optimizer applies them, once -------------------------
+from minireg.optim import AdamW, Adagrad, RMSprop  # noqa: E402
+from minireg.reg import L1, L2, attach  # noqa: E402
+
+OPTIMIZERS = {
+    "SGD": lambda ps: SGD(ps, lr=0.1), "SGD-momentum": lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+    "Adam": lambda ps: Adam(ps, lr=0.05), "AdamW": lambda ps: AdamW(ps, lr=0.05),
+    "Adam-amsgrad": lambda ps: Adam(ps, lr=0.05, amsgrad=True), "RMSprop": lambda ps: RMSprop(ps, lr=0.01),
+    "RMSprop-centered": lambda ps: RMSprop(ps, lr=0.01, centered=True, momentum=0.5),
+    "Adagrad": lambda ps: Adagrad(ps, lr=0.1, lr_decay=0.01),
+}
+W_START = np.array([[1.0, -0.5, 0.02], [-2.0, 0.3, 0.7]])
+
+
+def quadratic_steps(opt, w, steps=4, extra_loss=None):
+    target = mr.tensor(np.array([[0.5, 0.5, -0.5], [0.5, -0.5, 0.5]]))
+    for _ in range(steps):
+        loss = (((w - target) ** 2) * mr.tensor(np.array([1.0, 2.0, 4.0]))).sum()
+        loss = loss if extra_loss is None else loss + extra_loss(w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.numpy()
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_every_optimizer_applies_an_attached_penalty_gradient_as_the_loss_term(make):
+    penalty = L2(0.3)
+    in_loss = Parameter(W_START.copy())
+    expected = quadratic_steps(make([in_loss]), in_loss, extra_loss=lambda w: penalty.value([w]))
+    attached = Parameter(W_START.copy())
+    attach(attached, penalty, mode="grad")
+    np.testing.assert_allclose(quadratic_steps(make([attached]), attached), expected, rtol=1e-13, atol=1e-15)
+    plain = Parameter(W_START.copy())
+    assert not np.allclose(quadratic_steps(make([plain]), plain), expected)      # it acts
+
+
+def metric_steps(opt, p):
+    """The per-coordinate prox steps each optimizer's documented metric gives, from its state."""
+    state, group = opt.state[p], opt.param_groups[0]
+    if isinstance(opt, Adam):
+        v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
+        return group["lr"] / (np.sqrt(v / (1 - group["betas"][1] ** state["step"])) + group["eps"])
+    if isinstance(opt, RMSprop):
+        square = state["square_avg"] - (state["grad_avg"] ** 2 if group["centered"] else 0)
+        return group["lr"] / (np.sqrt(square) + group["eps"])
+    if isinstance(opt, Adagrad):
+        lr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        return lr / (np.sqrt(state["sum"]) + group["eps"])
+    return np.full(p.shape, group["lr"])
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_every_optimizer_takes_an_attached_prox_in_its_own_metric(make):
+    """One step at a time: the attached L1 prox is the soft threshold a * s_i of the optimizer's steps s_i,
+    applied after the update (compared against the plain optimizer's update from the same state)."""
+    a = 0.4
+    w = Parameter(W_START.copy())
+    attach(w, L1(a))
+    opt = make([w])
+    for _ in range(3):
+        shadow = Parameter(w.numpy().copy())
+        shadow_opt = make([shadow])
+        shadow_opt.load_state_dict(opt.state_dict())
+        quadratic_steps(shadow_opt, shadow, steps=1)
+        quadratic_steps(opt, w, steps=1)
+        steps = metric_steps(shadow_opt, shadow)
+        expected = np.sign(shadow.numpy()) * np.maximum(np.abs(shadow.numpy()) - a * steps, 0)
+        np.testing.assert_allclose(w.numpy(), expected, rtol=1e-13, atol=1e-15)
+        assert np.all(np.abs(w.numpy()) < np.abs(shadow.numpy()))     # every weight was shrunk
+
+
+def test_a_prox_lr_attachment_thresholds_by_the_plain_learning_rate():
+    w = Parameter(W_START.copy())
+    attach(w, L1(0.4), mode="prox_lr")
+    opt = Adam([w], lr=0.05)
+    shadow = Parameter(W_START.copy())
+    quadratic_steps(Adam([shadow], lr=0.05), shadow, steps=1)
+    quadratic_steps(opt, w, steps=1)
+    v = shadow.numpy()
+    np.testing.assert_allclose(w.numpy(), np.sign(v) * np.maximum(np.abs(v) - 0.05 * 0.4, 0), rtol=1e-13)

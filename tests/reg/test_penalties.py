@@ -465,3 +465,26 @@ def test_penalties_run_on_the_fake_device_without_host_round_trips(name, make):
         results.append([value.numpy(), p.backend.to_numpy(grad), p.grad.numpy(), p.numpy()])
     for host, fake in zip(*results):
         np.testing.assert_allclose(fake, host, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("groups, shape", [("rows", (4, 5)), ("columns", (4, 5)), ("filters", (3, 2, 2, 2)),
+                                           ("channels", (3, 2, 2, 2))])
+def test_group_lasso_prox_in_a_diagonal_metric_is_exact(groups, shape):
+    """argmin_x 1/2 sum_i (x_i - v_i)^2 / s_i + alpha*sum_g ||x_g||: the optimality conditions hold,
+    the groups with ||v_g / s_g|| <= alpha are exactly zero, equal steps give the block soft threshold."""
+    rng = np.random.default_rng(11)
+    v, s, alpha = rng.normal(size=shape), rng.uniform(0.5, 1.0, size=shape), 0.8
+    np.moveaxis(v, {"rows": 0, "columns": 1, "filters": 0, "channels": 1}[groups], 0)[0] *= 0.05   # a group to zero
+    p = param(v.copy())
+    GroupLasso(alpha, groups).prox_(p, s)
+    x, rows_v, rows_s = (group_rows(a, groups) for a in (p.numpy(), v, s))
+    zero = np.linalg.norm(rows_v / rows_s, axis=1) <= alpha
+    assert zero.any() and not zero.all()
+    assert np.all(x[zero] == 0)
+    kept = x[~zero]
+    residual = (kept - rows_v[~zero]) / rows_s[~zero] + alpha * kept / np.linalg.norm(kept, axis=1, keepdims=True)
+    np.testing.assert_allclose(residual, 0, atol=1e-12)
+    equal, block = param(v.copy()), param(v.copy())
+    GroupLasso(alpha, groups).prox_(equal, np.full(shape, 0.3))
+    GroupLasso(alpha, groups).prox_(block, 0.3)
+    np.testing.assert_allclose(equal.numpy(), block.numpy(), rtol=1e-12, atol=1e-15)
