@@ -1,6 +1,6 @@
 """Every documented bad argument of the layers (minireg.nn), the data tools (minireg.data,
-minireg.datasets), the metrics and the constraints raises a MiniregError subclass (still a ValueError or TypeError) whose
-message names the argument and what it got, from minireg.check."""
+minireg.datasets), the metrics and the constraints raises a MiniregError subclass (still a
+ValueError or TypeError) whose message names the argument and what it got, from minireg.check."""
 import numpy as np
 import pytest
 
@@ -19,8 +19,10 @@ LABELS = np.arange(20) % 7
 # (callable, keyword arguments, error class, message fragment)
 BAD_ARGUMENTS = [
     # dense layers and activations
-    (nn.Linear, dict(in_features=0, out_features=3), ArgumentError, "Linear: in_features must be an integer >= 1, got 0"),
-    (nn.Linear, dict(in_features=-1, out_features=3), ArgumentError, "Linear: in_features must be an integer >= 1, got -1"),
+    (nn.Linear, dict(in_features=0, out_features=3), ArgumentError,
+     "Linear: in_features must be an integer >= 1, got 0"),
+    (nn.Linear, dict(in_features=-1, out_features=3), ArgumentError,
+     "Linear: in_features must be an integer >= 1, got -1"),
     (nn.Linear, dict(in_features=2, out_features=0), ArgumentError, "Linear: out_features must be an integer >= 1"),
     (nn.Linear, dict(in_features=2.0, out_features=3), ArgumentTypeError, "in_features must be an integer, got 2.0"),
     (nn.Linear, dict(in_features=2, out_features=3, bias="yes"), ArgumentTypeError, "bias must be True or False"),
@@ -97,17 +99,21 @@ BAD_ARGUMENTS = [
      "uniform_: b must be >= 1.0, got 0.0"),
     (nn.init.constant_, dict(tensor=nn.Parameter(np.zeros(2)), value="1"), ArgumentTypeError,
      "constant_: value must be a real number"),
-    (nn.init.orthogonal_, dict(tensor=nn.Parameter(np.zeros(2))), ShapeError, "orthogonal_ needs at least 2 dimensions"),
+    (nn.init.orthogonal_, dict(tensor=nn.Parameter(np.zeros(2))), ShapeError,
+     "orthogonal_ needs at least 2 dimensions"),
     (nn.Linear(2, 2).astype, dict(dtype="int32"), DTypeError, "Linear.to: dtype must be a floating dtype"),
     (nn.Linear(2, 2).to, dict(dtype="float99"), DTypeError, "dtype must be a floating dtype"),
     (nn.Linear(2, 2).summary, dict(input_shape=(0,)), ArgumentError, "summary: input_shape must be an integer >= 1"),
-    (nn.ModuleList, dict(modules=[nn.ReLU(), 3]), ArgumentTypeError, "ModuleList.append: module must be a Module, got int"),
+    (nn.ModuleList, dict(modules=[nn.ReLU(), 3]), ArgumentTypeError,
+     "ModuleList.append: module must be a Module, got int"),
     (nn.Sequential().append, dict(module=print), ArgumentTypeError, "Sequential.append: module must be a Module"),
-    (nn.Linear(2, 2).train, dict(mode="eval"), ArgumentTypeError, "Linear.train: mode must be True or False, got 'eval'"),
+    (nn.Linear(2, 2).train, dict(mode="eval"), ArgumentTypeError,
+     "Linear.train: mode must be True or False, got 'eval'"),
     (nn.Linear(2, 2).load_state_dict, dict(state_dict=[1, 2]), ArgumentTypeError,
      "load_state_dict: state_dict must be a mapping of names to arrays, got list"),
     # data
-    (DataLoader, dict(dataset=DATASET, batch_size=0), ArgumentError, "DataLoader: batch_size must be an integer >= 1, got 0"),
+    (DataLoader, dict(dataset=DATASET, batch_size=0), ArgumentError,
+     "DataLoader: batch_size must be an integer >= 1, got 0"),
     (DataLoader, dict(dataset=DATASET, batch_size=2.0), ArgumentTypeError, "batch_size must be an integer, got 2.0"),
     (DataLoader, dict(dataset=DATASET, batch_size=True), ArgumentTypeError, "batch_size must be an integer, got True"),
     (DataLoader, dict(dataset=DATASET, batch_size=20, drop_last=True), ArgumentError, "would yield no batches"),
@@ -117,7 +123,8 @@ BAD_ARGUMENTS = [
     (DataLoader, dict(dataset=5), ArgumentTypeError, "dataset must be a map-style dataset"),
     (DataLoader, dict(dataset=TensorDataset(X[:0])), ArgumentError, "the dataset is empty"),
     (TensorDataset, dict(), ArgumentError, "TensorDataset needs at least one array"),
-    (Subset, dict(dataset=DATASET, indices=[0, 10]), ArgumentError, "indices must lie in [0, 10), got values from 0 to 10"),
+    (Subset, dict(dataset=DATASET, indices=[0, 10]), ArgumentError,
+     "indices must lie in [0, 10), got values from 0 to 10"),
     (Subset, dict(dataset=DATASET, indices=[0.5]), ArgumentError, "indices must be a 1-d sequence of integers"),
     (random_split, dict(dataset=DATASET, lengths=[3, 3]), ArgumentError, "summing to len(dataset) = 10"),
     (train_val_split, dict(val_fraction=1.0), ArgumentError, "train_val_split needs at least one array"),
@@ -140,7 +147,8 @@ BAD_ARGUMENTS = [
     (top_k_accuracy, dict(scores=SCORES, labels=LABELS, k=0), ArgumentError,
      "top_k_accuracy: k (for 7 classes) must be an integer in [1, 7], got 0"),
     (top_k_accuracy, dict(scores=SCORES, labels=LABELS, k=8), ArgumentError, "must be an integer in [1, 7], got 8"),
-    (top_k_accuracy, dict(scores=SCORES, labels=LABELS, k=2.0), ArgumentTypeError, "k (for 7 classes) must be an integer"),
+    (top_k_accuracy, dict(scores=SCORES, labels=LABELS, k=2.0), ArgumentTypeError,
+     "k (for 7 classes) must be an integer"),
     # constraints
     (WeightClip, dict(c=-0.1), ArgumentError, "WeightClip: c must be >= 0, got -0.1"),
     (WeightClip, dict(c=float("nan")), ArgumentError, "WeightClip: c must be finite, got nan"),
@@ -149,7 +157,8 @@ BAD_ARGUMENTS = [
     (UnitNorm, dict(axis="column"), ArgumentError, "UnitNorm: axis must be one of 'rows', 'columns'; got 'column' "
                                                    "(did you mean 'columns'?)"),
     (MinMaxNorm, dict(min_value=-1.0), ArgumentError, "MinMaxNorm: min_value must be >= 0, got -1.0"),
-    (MinMaxNorm, dict(min_value=2.0, max_value=1.0), ArgumentError, "min_value must be <= max_value, got min_value=2.0"),
+    (MinMaxNorm, dict(min_value=2.0, max_value=1.0), ArgumentError,
+     "min_value must be <= max_value, got min_value=2.0"),
     (MinMaxNorm, dict(rate=1.5), ArgumentError, "MinMaxNorm: rate must be in (0, 1], got 1.5"),
     (MinMaxNorm, dict(rate=0.0), ArgumentError, "MinMaxNorm: rate must be in (0, 1], got 0.0"),
     (L2Ball, dict(radius=0.0), ArgumentError, "L2Ball: radius must be > 0, got 0.0"),

@@ -185,7 +185,8 @@ def test_an_input_of_another_dtype_is_refused_naming_layer_dtypes_and_fix(layer,
         np.testing.assert_array_equal(value, before[key])
 
 
-@pytest.mark.parametrize("layer, shape", float32_layers() + [(nn.Dropout(0.5), (2, 3)), (nn.GaussianNoise(0.1), (2, 3))],
+@pytest.mark.parametrize("layer, shape",
+                         float32_layers() + [(nn.Dropout(0.5), (2, 3)), (nn.GaussianNoise(0.1), (2, 3))],
                          ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else None)
 def test_complex_input_is_refused_and_the_layers_own_dtype_passes(layer, shape):
     with pytest.raises(mr.DTypeError, match=r"complex input \(complex64\) is not supported"):

@@ -251,7 +251,8 @@ def test_float32_units_far_from_one_are_measured_in_float64(scale, constraint):
     result = param.numpy()
     assert result.dtype == np.float32 and np.all(np.isfinite(result))
     start = np.array([5.0, 1.0]) * scale
-    expected = constraint.rate * np.clip(start, constraint.min_value, constraint.max_value) + (1 - constraint.rate) * start
+    clipped = np.clip(start, constraint.min_value, constraint.max_value)
+    expected = constraint.rate * clipped + (1 - constraint.rate) * start
     norms = np.linalg.norm(result.astype(np.float64), axis=1)
     np.testing.assert_allclose(norms, expected, rtol=1e-6)
     np.testing.assert_allclose(result / norms[:, None], units / np.array([[5.0], [1.0]]), rtol=1e-6, atol=1e-7)
