@@ -7,6 +7,9 @@ class Adagrad(Optimizer):
 
         s = s + g^2                       (s starts at initial_accumulator_value)
         w = w - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(s) + eps)
+
+    Attached proximal steps (``minireg.reg.attach``) are taken in its metric: per-coordinate steps
+    lr / (1 + (t - 1) * lr_decay) / (sqrt(s) + eps).
     """
 
     _checks = {"lr": nonnegative, "lr_decay": nonnegative, "weight_decay": nonnegative,

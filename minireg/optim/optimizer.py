@@ -13,9 +13,11 @@ constructor's arguments. Keys that are not options (a group ``"name"``, a hook's
 a scheduler's ``"initial_lr"``) are kept as they are, except keys that look like a misspelt option,
 which raise. ``param_groups`` is a plain list of dicts: edit ``group["lr"]`` to change the step.
 
-Hooks
------
-A hook is any object with
+Regularizers and hooks
+----------------------
+``step()`` applies the regularizers attached to the parameters it steps (``minireg.reg.attach``:
+``p.regularizers``; penalty gradients, proximal steps in this optimizer's metric (``_prox_step``)
+and projections), and the optimizer's own hooks. A hook is any object with
 
 - ``timing``: ``"pre"`` (runs before the update) or ``"post"`` (after it); required;
 - ``stage``: ``"penalty"`` or ``"clip"`` when pre, ``"prox"`` or ``"constraint"`` when post;
@@ -25,7 +27,8 @@ A hook is any object with
 
 ``step()`` runs, inside ``no_grad``::
 
-    penalty hooks -> clip hooks -> the update rule -> prox hooks -> constraint hooks
+    attached penalty gradients, penalty hooks -> clip hooks -> the update rule, then each
+    parameter's attached proximal steps -> prox hooks -> attached constraints, constraint hooks
 
 so penalty gradients are in place before gradients are clipped, clipping sees the full gradient,
 proximal steps read the learning rate of this very step from ``group["lr"]``, and projections come
@@ -288,7 +291,7 @@ class Optimizer:
             if not self._gradients_ok():
                 self.skipped_steps += 1
                 return loss
-            check_activity([p for group in self.param_groups for p in group["params"]])
+            check_activity(self)
             self._apply_attached("penalty", active)
             self._run_hooks(self._pre_hooks, active)
             for group, params in zip(self.param_groups, active):

@@ -10,6 +10,8 @@ class RMSprop(Optimizer):
         d = sqrt(s) + eps                                            (otherwise)
         b = momentum * b + g / d;  w = w - lr * b                    (momentum > 0)
         w = w - lr * g / d                                           (otherwise)
+
+    Attached proximal steps (``minireg.reg.attach``) are taken in its metric: per-coordinate steps lr / d.
     """
 
     _checks = {"lr": nonnegative, "alpha": unit_interval, "eps": positive, "weight_decay": nonnegative,

@@ -220,12 +220,12 @@ def record_activity_loss(layer, loss):
     return loss
 
 
-def check_activity(params):
-    """GraphError when a layer owning one of ``params`` recorded an activity loss in its last training
-    forward that no backward reached (it was left out of the loss): ``optimizer.step()`` calls it."""
+def check_activity(optimizer):
+    """GraphError when a layer owning one of ``optimizer``'s parameters recorded an activity loss in its
+    last training forward that no backward reached (it was left out of the loss): ``step()`` calls it."""
     if not _recorded:
         return
-    params = {id(p) for p in params}
+    params = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for layer, record in list(_recorded.items()):
         if record.reached or not any(id(p) in params for p in layer.parameters(recurse=False)):
             continue
