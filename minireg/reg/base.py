@@ -19,7 +19,7 @@ with at least two dimensions, which skips biases and normalization scales); pass
 choose otherwise. Attached to one parameter it acts on that parameter, whatever ``select`` says.
 """
 from minireg import check
-from minireg._config import no_grad
+from minireg._config import is_grad_enabled, no_grad
 from minireg.errors import ArgumentError
 
 
@@ -77,11 +77,21 @@ class Penalty(Regularizer):
         raise NotImplementedError
 
     def value(self, params):
-        """sum_p R(p) over the selected parameters, differentiable (add it to the loss)."""
+        """sum_p R(p) over the selected parameters, differentiable (add it to the loss).
+
+        A penalty attached to one of these parameters already acts through the optimizer, so taking
+        its differentiable value (to add it to a loss) is an ArgumentError; under ``no_grad()`` (to
+        report the objective) it is fine.
+        """
         selected = self.selected(params)
         if not selected:
             raise ArgumentError(f"{type(self).__name__}: none of the given parameters is selected "
                                 f"(default: weights with ndim >= 2); pass select= to choose others")
+        if is_grad_enabled() and any(a.regularizer is self for p in selected for a in p.__dict__.get("regularizers", ())):
+            raise ArgumentError(f"{self!r} is attached to these parameters, so the optimizer already applies it; "
+                                f"adding its value to the loss would count it twice. Detach it "
+                                f"(reg.detach(...)) to put it in the loss, or compute the value under no_grad() "
+                                f"to report it")
         total = self.penalty(selected[0])
         for p in selected[1:]:
             total = total + self.penalty(p)

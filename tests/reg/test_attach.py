@@ -501,3 +501,14 @@ def test_gan_trainer_applies_parameter_regularizers_and_adds_activity_losses():
         assert np.abs(p.numpy()).max() <= c * (1 + 1e-6), name
     assert any(np.isclose(np.abs(p.numpy()).max(), c) for p in D.parameters())
     assert hidden.activity_loss is not None       # recorded, and it reached backward (else step raises)
+
+
+def test_the_value_of_an_attached_penalty_cannot_join_a_loss():
+    w = param([[1.0, -2.0]])
+    penalty = L1(0.5)
+    attach(w, penalty)
+    with pytest.raises(ArgumentError, match="count it twice"):
+        penalty.value([w])
+    with mr.no_grad():
+        assert penalty.value([w]).item() == pytest.approx(1.5)      # reporting the objective is fine
+    assert L1(0.5).value([w]).item() == pytest.approx(1.5)        # another, unattached instance: explicit
