@@ -467,6 +467,7 @@ class GetItem(Function):
     def forward(self, a):
         if hasattr(self.index, "shape"):     # one integer array: rows along axis 0 (the array-API way)
             return self.xp.take(a, self.index, axis=0)
+        self.backend.check_index(self.index, a.shape)   # CuPy would wrap out-of-range integer arrays
         return a[self.index]
     def backward(self, gy): return (IndexAdd(self.index, self.inputs[0].shape)(gy),)
 
