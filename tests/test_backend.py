@@ -203,34 +203,6 @@ def test_factory_and_seed_arguments_are_checked(call, error, message):
         call()
 
 
-# ---- the fake device: a context manager that counts round-trips ---------------------------------
-def test_fake_device_is_a_context_manager_for_the_current_backend():
-    assert mr.current_backend().name == "numpy"
-    with fake_device() as device:
-        assert device is FAKE_DEVICE and mr.current_backend() is device
-        assert mr.tensor([1.0]).backend is device
-        with mr.using_backend("numpy"):
-            assert mr.current_backend().name == "numpy"
-    assert mr.current_backend().name == "numpy"
-    assert fake_device.__doc__ and "counts" in FAKE_DEVICE.counting.__doc__
-
-
-def test_fake_device_counts_reads_copies_and_refused_conversions():
-    x = FAKE_DEVICE.asarray(np.array([1.0, -2.0, 3.0]))
-    with FAKE_DEVICE.counting() as counts:
-        FAKE_DEVICE.to_numpy(x)
-        int(FAKE_DEVICE.xp.sum(FAKE_DEVICE.xp.astype(x > 0, FAKE_DEVICE.xp.int64)))
-        FAKE_DEVICE.xp.nonzero(x > 0)
-        FAKE_DEVICE.asarray(2.5)                 # a Python number: a fill on the device, not a copy
-        FAKE_DEVICE.asarray([1.0, 2.0])
-        with pytest.raises(RuntimeError):
-            np.asarray(x)
-    reasons = counts.by_reason()
-    assert (counts.syncs, counts.copies_to_device, counts.implicit) == (3, 1, 1), counts.report()
-    assert reasons[("implicit", "np.asarray() of a device array")] == 1
-    assert "test_backend.py" in counts.report()
-
-
 # ---- checks of device data: read at the next explicit read ---------------------------------------
 def test_a_device_check_costs_no_sync_and_raises_at_the_next_read():
     labels = FAKE_DEVICE.asarray(np.array([0, 3, 9]))
