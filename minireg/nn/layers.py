@@ -68,7 +68,10 @@ def set_regularizers(layer, options):
     a ``Constraint``; each is attached (``minireg.reg.attach``, mode "auto") to that one parameter,
     so every optimizer stepping it applies it. ``activity_regularizer``: any callable
     ``output -> Tensor``, recorded by each training forward (``record_activity``) and summed by
-    ``model.regularization_loss()``. The options also stay readable as attributes (None where not given).
+    ``model.regularization_loss()``. The options also stay readable as attributes (None where not given);
+    the weight/bias ones are records of what was attached at construction: to change them later use
+    ``reg.detach(layer.weight, old)`` and ``reg.attach(layer.weight, new)`` (the activity regularizer
+    is read at each forward, so assigning it works).
     """
     from minireg.errors import ArgumentError
     from minireg.reg.attach import attach
