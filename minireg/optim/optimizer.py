@@ -354,7 +354,7 @@ class Optimizer:
         """Penalty gradients ("penalty") or projections ("constraint") of the stepped parameters."""
         for params in active:
             for p in params:
-                for attachment in attachments(p):
+                for attachment in p.__dict__.get("regularizers", ()):     # attachments(p), without a copy
                     if attachment.stage == stage:
                         if stage == "penalty":
                             attachment.regularizer.accumulate_grad_(p)
@@ -365,7 +365,7 @@ class Optimizer:
         """The proximal steps attached to ``p``, right after its update: mode "prox" in this
         optimizer's metric (``_prox_step``), mode "prox_lr" with the plain learning rate."""
         metric = None
-        for attachment in attachments(p):
+        for attachment in p.__dict__.get("regularizers", ()):
             if attachment.mode == "prox":
                 metric = self._prox_step(p, state, group) if metric is None else metric
                 attachment.regularizer.prox_(p, metric)

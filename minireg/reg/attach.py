@@ -111,6 +111,8 @@ def fused_strengths(p, modes):
     """(l1, l2) when ``p``'s only attached proximal step is an L1 / L2 / elastic net penalty
     (``ElasticNetForm``) in one of ``modes``, so that an optimizer may fuse it into its update
     kernel; else None."""
+    if not p.__dict__.get("regularizers"):      # the common case, on every step of every parameter
+        return None
     from minireg.reg.penalties import ElasticNetForm
     proxes = [a for a in attachments(p) if a.stage == "prox"]
     if len(proxes) == 1 and proxes[0].mode in modes and isinstance(proxes[0].regularizer, ElasticNetForm):
