@@ -30,7 +30,6 @@ args = parse_args(__doc__.splitlines()[0], cpu_steps=(int, 2, "CPU steps per sam
                   cpu_repeat=(int, 3, "CPU samples"), gpu_steps=(int, 20, "GPU steps per sample"),
                   json=(str, "", "also write the results here"))
 
-import numpy as np  # noqa: E402
 
 import minireg as mr  # noqa: E402
 from minireg import F, nn  # noqa: E402

@@ -11,7 +11,6 @@ host round-trips without a GPU.
 """
 import itertools
 import os
-import zlib
 
 import numpy as np
 
