@@ -118,6 +118,22 @@ def test_gan_trainer_step_with_r1_makes_no_host_round_trip(device):
     assert all(device.owns(value) for value in logs.values())     # read later, at logging time
 
 
+def test_fit_reads_the_losses_once_per_epoch(device):
+    from minireg.data import DataLoader, TensorDataset
+    from minireg.training import Trainer
+    x, y = device_batch(device, np.random.default_rng(4), (512, 64), 10)
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 10))
+    loader = DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True)
+    trainer = Trainer(model, mr.optim.AdamW(model.parameters(), lr=1e-3), F.cross_entropy, verbose=0)
+    trainer.fit(loader, 1)
+    with device.counting() as counts:
+        trainer.fit(loader, 1)
+    steps = len(loader)
+    # per step: the optimizer's gradient check and one upload of the batch's (host-shuffled) indices;
+    # per epoch: one read of the summed losses
+    assert (counts.syncs, counts.copies_to_device, counts.implicit) == (steps + 1, steps, 0), counts.report()
+
+
 def test_dropout_masks_and_noise_come_from_the_device_stream(device):
     x = mr.tensor(device.asarray(np.ones((64, 64), dtype=np.float32)))
     with device.counting() as counts:
