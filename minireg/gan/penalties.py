@@ -10,8 +10,9 @@ independently: no batch norm in D (layer norm is fine).
 ``D`` is any callable ``D(x)`` (or ``D(x, condition)`` when a condition is passed), e.g. a
 ``minireg.gan.models.Discriminator``; its output holds one value per sample. Random draws
 (interpolation weights, perturbations, augmentations, noise) come from the host generator given
-as ``generator`` (a ``numpy.random.Generator``), else from ``minireg.random.default_generator()``
-at call time, so ``minireg.manual_seed`` makes them reproducible on every backend.
+as ``generator`` (a ``numpy.random.Generator``: the same numbers on every backend), else from
+minireg's stream on the data's device at call time (``minireg.random``), so ``minireg.manual_seed``
+makes them reproducible on each backend.
 
 Hyperparameters must be finite and >= 0, else ``ValueError`` at construction. Each class
 documents its paper's defaults.
