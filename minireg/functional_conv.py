@@ -1,7 +1,8 @@
 """Convolution and pooling on NCHW tensors, with PyTorch's semantics and argument names.
 
 Everything is built on one pair of linear Functions that are each other's adjoint, ``Im2Col`` and
-``Col2Im``, plus the core ops (matmul, reshape, max, ...), so every gradient is itself made of
+``Col2Im``, plus the core ops (matmul, reshape, mean, ...), and max pooling on one pair of linear
+Functions of the same kind (``MaxPoolScatter``, ``MaxPoolGather``), so every gradient is itself made of
 differentiable ops and double backward (gradient penalties through a conv net) works.
 
 Column layout: for a window of size (kH, kW), stride s, padding p and dilation d, window offset
@@ -21,9 +22,9 @@ from typing import NamedTuple
 
 from minireg.errors import ArgumentError, ShapeError
 from minireg.function import Function
-from minireg.functional import _t, broadcast_to, matmul, max, mean, reshape, swapaxes, transpose
+from minireg.functional import _t, broadcast_to, matmul, mean, reshape, swapaxes, transpose
 
-__all__ = ["Im2Col", "Col2Im", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample_nearest2d"]
+__all__ = ["Im2Col", "Col2Im", "MaxPool2d", "MaxPoolScatter", "MaxPoolGather", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample_nearest2d"]
 
 
 def pair(value, name, minimum):
@@ -209,22 +210,75 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 
 # ==== pooling and upsampling =======================================================================
-def _pool(op, reduce, x, kernel_size, stride, padding, pad_value):
+def _pool_window(op, x, kernel_size, stride, padding):
+    """(x as a Tensor, its pooling Window) after the checks every pooling op shares."""
     x = _t(x)
     window = Window.of(kernel_size, kernel_size if stride is None else stride, padding)
     expect_nchw(op, x)
     if any(2 * p > k for p, k in zip(window.padding, window.kernel)):
-        raise ValueError(f"{op}: padding {window.padding} must be at most half the kernel size {window.kernel}")
+        raise ArgumentError(f"{op}: padding {window.padding} must be at most half the kernel size {window.kernel}")
     _expect_fits(op, window, x)
+    return x, window
+
+
+def _pool(op, reduce, x, kernel_size, stride, padding, pad_value):
+    x, window = _pool_window(op, x, kernel_size, stride, padding)
     n, c = x.shape[:2]
     grid = window.grid(x.shape[2:])
     cols = reshape(Im2Col(*window, pad_value=pad_value)(x), (c, math.prod(window.kernel), n * math.prod(grid)))
     return _to_nchw(reduce(cols, axis=1), n, grid)
 
 
+class MaxPool2d(Function):
+    """Max over each window of an (N, C, H, W) image, the padding counting as -inf. Backward is
+    MaxPoolScatter: tied maxima share a window's gradient evenly."""
+
+    def __init__(self, window, grid):
+        self.window, self.grid = window, grid
+
+    def forward(self, x):
+        w = self.window
+        return self.backend.kernels.max_pool(x, w.kernel, w.stride, w.padding, w.dilation, self.grid)
+
+    def backward(self, gy):
+        return (MaxPoolScatter(self.window, self.inputs[0].data, self.output.data)(gy),)
+
+
+class MaxPoolScatter(Function):
+    """Window gradients (N, C, gH, gW) -> image gradient (N, C, H, W): each window's value is shared by
+    the entries of x equal to the window's max y. Linear, with the shares fixed by (x, y) (their own
+    derivative is zero almost everywhere); backward is MaxPoolGather, its adjoint."""
+
+    def __init__(self, window, x, y):
+        self.window, self.x, self.y = window, x, y
+
+    def forward(self, g):
+        w = self.window
+        return self.backend.kernels.max_pool_scatter(g, self.x, self.y, w.kernel, w.stride, w.padding, w.dilation)
+
+    def backward(self, gx):
+        return (MaxPoolGather(self.window, self.x, self.y)(gx),)
+
+
+class MaxPoolGather(Function):
+    """Image (N, C, H, W) -> windows (N, C, gH, gW): each window's mean over its maxima (the shares of
+    MaxPoolScatter, whose adjoint it is; backward is MaxPoolScatter)."""
+
+    def __init__(self, window, x, y):
+        self.window, self.x, self.y = window, x, y
+
+    def forward(self, g):
+        w = self.window
+        return self.backend.kernels.max_pool_gather(g, self.x, self.y, w.kernel, w.stride, w.padding, w.dilation)
+
+    def backward(self, gy):
+        return (MaxPoolScatter(self.window, self.x, self.y)(gy),)
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """Max over each window (padding is -inf); tied maxima share the gradient evenly."""
-    return _pool("max_pool2d", max, x, kernel_size, stride, padding, -math.inf)
+    x, window = _pool_window("max_pool2d", x, kernel_size, stride, padding)
+    return MaxPool2d(window, window.grid(x.shape[2:]))(x)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):

@@ -146,3 +146,26 @@ class CompiledKernels(Kernels):
         image = numpy.zeros((n, c, *image_size), cols.dtype)
         self._ck.col2im(cols, image, *kernel, *stride, *padding, *dilation, *grid)
         return image
+
+    def _max_pool(self, x, kernel, stride, padding, dilation, grid):
+        if not (type(x) is numpy.ndarray and x.dtype in _FLOAT_DTYPES and x.size):
+            return super()._max_pool(x, kernel, stride, padding, dilation, grid)
+        y = numpy.empty((*x.shape[:2], *grid), x.dtype)
+        self._ck.max_pool(x, y, *kernel, *stride, *padding, *dilation)
+        return y
+
+    def _max_pool_scatter(self, g, x, y, kernel, stride, padding, dilation):
+        return self._pool_pass("max_pool_scatter", x.shape, g, x, y, kernel, stride, padding, dilation)
+
+    def _max_pool_gather(self, g, x, y, kernel, stride, padding, dilation):
+        return self._pool_pass("max_pool_gather", y.shape, g, x, y, kernel, stride, padding, dilation)
+
+    def _pool_pass(self, name, shape, g, x, y, kernel, stride, padding, dilation):
+        """One of the two linear passes of max pooling's gradient, into a new array of ``shape``."""
+        arrays = (g, x, y)
+        if not (all(type(a) is numpy.ndarray for a in arrays) and x.dtype in _FLOAT_DTYPES and x.size
+                and g.dtype == x.dtype == y.dtype):
+            return getattr(super(), f"_{name}")(g, x, y, kernel, stride, padding, dilation)
+        out = numpy.zeros(shape, x.dtype)
+        getattr(self._ck, name)(g, x, y, out, *kernel, *stride, *padding, *dilation)
+        return out

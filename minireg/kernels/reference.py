@@ -376,3 +376,59 @@ class Kernels:
                 rows, columns = _window_slices((i, j), grid, stride, dilation)
                 image[:, :, rows, columns] += blocks[:, i, j, ...]
         return xp.permute_dims(image[:, :, ph:ph + h, pw:pw + w], (1, 0, 2, 3))
+
+    # -- max pooling (the window geometry of im2col, padding -inf) -------------------------------
+
+    def max_pool(self, x, kernel, stride, padding, dilation, grid):
+        """y (N, C, gH, gW): the max over each window of x (N, C, H, W), the padding counting as -inf."""
+        return self._max_pool(x, kernel, stride, padding, dilation, grid)
+
+    def _max_pool(self, x, kernel, stride, padding, dilation, grid):
+        xp = self.xp
+        cols = self._windows(x, kernel, stride, padding, dilation, grid, -math.inf)
+        return self._to_image(xp.max(cols, axis=1), x.shape[0], grid)
+
+    def max_pool_scatter(self, g, x, y, kernel, stride, padding, dilation):
+        """The gradient of max pooling for the output gradient g (shape of y): every window's g is
+        shared evenly by the window's entries equal to its max y, and added back to x's shape."""
+        return self._max_pool_scatter(g, x, y, kernel, stride, padding, dilation)
+
+    def _max_pool_scatter(self, g, x, y, kernel, stride, padding, dilation):
+        xp = self.xp
+        grid = tuple(y.shape[2:])
+        shares = self._pool_shares(x, y, kernel, stride, padding, dilation) * self._as_rows(g)
+        cols = xp.reshape(shares, (shares.shape[0] * shares.shape[1], shares.shape[2]))
+        return self._col2im(cols, tuple(x.shape[2:]), kernel, stride, padding, dilation, grid)
+
+    def max_pool_gather(self, g, x, y, kernel, stride, padding, dilation):
+        """The adjoint of ``max_pool_scatter``: each window's mean of g (shape of x) over its maxima."""
+        return self._max_pool_gather(g, x, y, kernel, stride, padding, dilation)
+
+    def _max_pool_gather(self, g, x, y, kernel, stride, padding, dilation):
+        xp = self.xp
+        grid = tuple(y.shape[2:])
+        cols = self._windows(g, kernel, stride, padding, dilation, grid, 0.0)
+        shares = self._pool_shares(x, y, kernel, stride, padding, dilation)
+        return self._to_image(xp.sum(cols * shares, axis=1), x.shape[0], grid)
+
+    def _windows(self, x, kernel, stride, padding, dilation, grid, pad_value):
+        """im2col of x as (C, kH*kW, N*gH*gW)."""
+        cols = self._im2col(x, kernel, stride, padding, dilation, grid, pad_value)
+        return self.xp.reshape(cols, (x.shape[1], kernel[0] * kernel[1], cols.shape[1]))
+
+    def _as_rows(self, y):
+        """(N, C, gH, gW) -> (C, 1, N*gH*gW), the layout of _windows' reductions."""
+        n, c, gh, gw = y.shape
+        return self.xp.reshape(self.xp.permute_dims(y, (1, 0, 2, 3)), (c, 1, n * gh * gw))
+
+    def _to_image(self, rows, n, grid):
+        """(C, N*gH*gW) -> (N, C, gH, gW)."""
+        xp = self.xp
+        return xp.permute_dims(xp.reshape(rows, (rows.shape[0], n, *grid)), (1, 0, 2, 3))
+
+    def _pool_shares(self, x, y, kernel, stride, padding, dilation):
+        """hits / number of hits per window, (C, kH*kW, N*gH*gW): hits are the entries equal to the max."""
+        xp = self.xp
+        cols = self._windows(x, kernel, stride, padding, dilation, tuple(y.shape[2:]), -math.inf)
+        hits = xp.astype(cols == self._as_rows(y), x.dtype)
+        return hits / xp.sum(hits, axis=1, keepdims=True)

@@ -627,3 +627,63 @@ def test_im2col_and_its_adjoint_col2im(impl, geometry, dtype, layout, pad_value,
     x_rounded = x.astype(dtype).astype(np.float64)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     assert np.sum(inside * rounded_c) == pytest.approx(np.sum(x_rounded * image), rel=tol, abs=tol * c.size)
+
+
+@given(geometry=conv_geometry(), dtype=DTYPES, layout=st.sampled_from(["contiguous", "transposed"]),
+       seed=st.integers(0, 2**16), ties=st.booleans())
+def test_max_pool_and_its_gradient_passes(impl, geometry, dtype, layout, seed, ties):
+    shape, kernel, stride, padding, dilation, grid = geometry
+    rng = np.random.default_rng(seed)
+    # ties: few distinct values, so windows often hold several maxima
+    x = rng.integers(-2, 2, shape).astype(np.float64) if ties else rng.standard_normal(shape)
+    window = (kernel, stride, padding, dilation)
+    cols = reference_columns(x.astype(dtype).astype(np.float64), *window, grid, -np.inf)
+    cols = cols.reshape(shape[1], kernel[0] * kernel[1], -1)            # (C, k, N*gH*gW)
+    maxima = cols.max(axis=1)
+    y = impl.kernels.max_pool(impl.put(x, dtype, layout), *window, grid)
+    to_image = lambda rows: rows.reshape(shape[1], shape[0], *grid).transpose(1, 0, 2, 3)  # noqa: E731
+    np.testing.assert_array_equal(impl.host(y), to_image(maxima))
+    shares = (cols == maxima[:, None, :]) / (cols == maxima[:, None, :]).sum(axis=1, keepdims=True)
+    g = rng.standard_normal(tuple(y.shape))
+    gx = impl.host(impl.kernels.max_pool_scatter(impl.put(g, dtype), impl.put(x, dtype, layout), y, *window))
+    rows_g = g.astype(dtype).astype(np.float64).transpose(1, 0, 2, 3).reshape(shape[1], 1, -1)
+    # the scatter puts share * g on each window entry; summed back per pixel (padding entries dropped)
+    expected = np.zeros(shape)
+    n, c, h, w = shape
+    for ci, k, col in zip(*np.nonzero(shares)):
+        i, j = divmod(k, kernel[1])
+        ni, rest = divmod(col, grid[0] * grid[1])
+        yy, gg = divmod(rest, grid[1])
+        iy, ix = yy * stride[0] + i * dilation[0] - padding[0], gg * stride[1] + j * dilation[1] - padding[1]
+        if 0 <= iy < h and 0 <= ix < w:
+            expected[ni, ci, iy, ix] += shares[ci, k, col] * rows_g[ci, 0, col]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gx, expected, rtol=tol, atol=tol)
+    # the gather is the scatter's adjoint: <scatter(g), u> = <g, gather(u)>
+    u = rng.standard_normal(shape)
+    gathered = impl.host(impl.kernels.max_pool_gather(impl.put(u, dtype), impl.put(x, dtype, layout), y, *window))
+    u_rounded = u.astype(dtype).astype(np.float64)
+    g_rounded = g.astype(dtype).astype(np.float64)
+    assert np.sum(gx * u_rounded) == pytest.approx(np.sum(g_rounded * gathered), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_2x2_matches_the_reference(impl, dtype, layout):
+    """MaxPool2d(2), which the compiled table runs in a loop of its own, with ties and a NaN."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 2, (3, 4, 6, 8)).astype(np.float64)
+    x[0, 0, 0, 0] = np.nan
+    window, grid = ((2, 2), (2, 2), (0, 0), (1, 1)), (3, 4)
+    reference = Kernels(np)
+    x_ref = x.astype(dtype)
+    y_ref = reference.max_pool(x_ref, *window, grid)
+    y = impl.kernels.max_pool(impl.put(x, dtype, layout), *window, grid)
+    np.testing.assert_array_equal(impl.host(y), y_ref)
+    g = rng.standard_normal(y_ref.shape).astype(dtype)
+    u = rng.standard_normal(x.shape).astype(dtype)
+    xs = impl.put(x, dtype, layout)
+    np.testing.assert_allclose(impl.host(impl.kernels.max_pool_scatter(impl.put(g, dtype), xs, y, *window)),
+                               reference.max_pool_scatter(g, x_ref, y_ref, *window), rtol=1e-6)
+    np.testing.assert_allclose(impl.host(impl.kernels.max_pool_gather(impl.put(u, dtype), xs, y, *window)),
+                               reference.max_pool_gather(u, x_ref, y_ref, *window), rtol=1e-6)
