@@ -123,8 +123,10 @@ class CupyBackend(Backend):
             if kind == "uniform":
                 y = generator.random(shape, dtype=dtype)
                 scale, shift = b - a, a
-            else:
-                y = generator.standard_normal(shape, dtype=dtype)
+            else:     # CuPy draws normals in float32 or float64 only
+                native = np.dtype(dtype).char in "fd"
+                y = generator.standard_normal(shape, dtype=dtype if native else np.float32)
+                y = y if native else y.astype(dtype)
                 scale, shift = b, a
             if scale != 1:
                 y *= scale
