@@ -120,14 +120,11 @@ class CupyBackend(Backend):
         with self.device:
             if kind == "integers":
                 return generator.integers(a, b, size=shape, dtype=dtype)
-            if kind == "uniform":
-                y = generator.random(shape, dtype=dtype)
-                scale, shift = b - a, a
-            else:     # CuPy draws normals in float32 or float64 only
-                native = np.dtype(dtype).char in "fd"
-                y = generator.standard_normal(shape, dtype=dtype if native else np.float32)
-                y = y if native else y.astype(dtype)
-                scale, shift = b, a
+            native = np.dtype(dtype).char in "fd"      # CuPy draws floats in float32 or float64 only
+            draw = generator.random if kind == "uniform" else generator.standard_normal
+            y = draw(shape, dtype=dtype if native else np.float32)
+            y = y if native else y.astype(dtype)
+            scale, shift = (b - a, a) if kind == "uniform" else (b, a)
             if scale != 1:
                 y *= scale
             if shift != 0:
