@@ -62,8 +62,9 @@ class SpectralNorm(Module):
 
     The trained parameter is ``<name>_orig`` (``weight_orig``) of this wrapper; ``u`` and ``v`` are
     persistent buffers, so all three are in the state dict next to ``module.bias``. Initial u, v are
-    standard normal draws from minireg's stream on the weight's device (``minireg.random``, seeded
-    by ``manual_seed``), normalized, followed by 15 power iterations.
+    standard normal draws from the host generator ``minireg.random.default_generator()`` (like every
+    initialiser, so the same seed gives the same start on every backend), normalized, followed by
+    15 power iterations.
     """
 
     def __init__(self, module, name="weight", n_power_iterations=1, eps=1e-12, dim=None):
