@@ -8,6 +8,8 @@ under ``create_graph=True`` those ops are recorded, which gives higher-order gra
 import heapq
 import itertools
 
+import numpy as np
+
 from minireg._config import _set_grad
 from minireg.errors import GraphError, ShapeError
 from minireg.tensor import Tensor
@@ -32,6 +34,16 @@ def _own(g, leaf, handed_out, create_graph):
     return g
 
 
+def _sum(a, b, create_graph):
+    """a + b for two gradients of one node. Under create_graph a recorded op; otherwise plain array
+    arithmetic: there is no graph to record, and an op per accumulation doubled the cost of a
+    backward pass through a chain that reuses one tensor (every use adds into the same gradient)."""
+    if create_graph:
+        return a + b
+    total = a.data + b.data
+    return Tensor._make(np.asarray(total) if isinstance(total, np.generic) else total, a.backend)
+
+
 def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=None):
     """Propagate ``grad_outputs`` back from ``outputs``.
 
@@ -46,7 +58,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
 
     def accumulate(node, g):
         key = id(node)
-        grads[key] = g if key not in grads else grads[key] + g
+        grads[key] = g if key not in grads else _sum(grads[key], g, create_graph)
 
     def push(fn):
         if id(fn) not in seen:
@@ -61,7 +73,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                 accumulate(y.creator, gy)
                 push(y.creator)
             elif wanted is None:                     # backward() called on a leaf itself
-                y.grad = _own(gy, y, handed_out, create_graph) if y.grad is None else y.grad + gy
+                y.grad = _own(gy, y, handed_out, create_graph) if y.grad is None else _sum(y.grad, gy, create_graph)
             else:
                 accumulate(y, gy)
         while heap:
@@ -82,7 +94,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                     accumulate(x.creator, gx)
                     push(x.creator)
                 elif wanted is None:
-                    x.grad = _own(gx, x, handed_out, create_graph) if x.grad is None else x.grad + gx
+                    x.grad = _own(gx, x, handed_out, create_graph) if x.grad is None else _sum(x.grad, gx, create_graph)
                 elif id(x) in keep:
                     accumulate(x, gx)
             processed.append(fn)

@@ -11,6 +11,7 @@ otherwise a tuple of input positions, plus ``"output"`` when it reads ``self.out
 of those tensors are recorded when the op runs, and backward raises a GraphError if one of them was
 changed in place since (PyTorch's version counters). Ops that read only shapes save ``()``.
 """
+import operator
 import weakref
 
 import numpy as np
@@ -18,6 +19,9 @@ import numpy as np
 from minireg._config import _grad_enabled
 from minireg.errors import DeviceError, GraphError, ShapeError
 from minireg.tensor import Tensor
+
+
+_version = operator.attrgetter("_version")
 
 
 class Function:
@@ -56,7 +60,7 @@ class Function:
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
-            self._versions = tuple(x._version for x in inputs)
+            self._versions = tuple(map(_version, inputs))
             self.generation = generation
             out.generation = generation + 1
             self._output_ref = weakref.ref(out)
@@ -75,6 +79,8 @@ class Function:
 
     def check_saved_versions(self):
         """Raise a GraphError if a tensor that backward reads was changed in place since forward."""
+        if not self.saves and self.saves is not None:     # reads only shapes (Add, Sub, ...): hot path
+            return
         saved = (*range(len(self.inputs)), "output") if self.saves is None else self.saves
         for i in saved:
             t, recorded = (self.output, 0) if i == "output" else (self.inputs[i], self._versions[i])
@@ -90,6 +96,12 @@ class Function:
     def check_gradients(self, grads):
         """``grads`` as returned by backward must be a tuple with one Tensor or None per input."""
         n = len(self.inputs)
+        if type(grads) is tuple and len(grads) == n:      # the usual case, checked cheaply (hot path)
+            for g in grads:
+                if g is not None and type(g) is not Tensor:
+                    break
+            else:
+                return grads
         if not isinstance(grads, (tuple, list)) or len(grads) != n or not all(
                 g is None or isinstance(g, Tensor) for g in grads):
             got = (f"a {type(grads).__name__}" if not isinstance(grads, (tuple, list)) else
