@@ -243,8 +243,11 @@ def _metric_radius(xp, v, t):
     tiny = xp.finfo(v.dtype).tiny
     for _ in range(_NEWTON_STEPS):
         inverse = 1 / (r + t)
-        phi = xp.sum((v * inverse) ** 2, axis=1, keepdims=True)
-        dphi = -2 * xp.sum(v * v * inverse ** 3, axis=1, keepdims=True)
+        squares = v * inverse
+        squares *= squares                     # v_i^2 / (r + t_i)^2, in place (no pow)
+        phi = xp.sum(squares, axis=1, keepdims=True)
+        squares *= inverse
+        dphi = -2 * xp.sum(squares, axis=1, keepdims=True)
         h = 1 / xp.sqrt(xp.maximum(phi, tiny))
         dh = -0.5 * h ** 3 * dphi
         lo = xp.where(h < 1, r, lo)        # h < 1: phi > 1, the root lies above r
