@@ -22,8 +22,12 @@ repeats):
   prox reaches >= 85% of the copy's bandwidth (copy time / prox time >= 0.85).
 - sws: the MLP step with the learnable soft weight-sharing prior (16 components, on the weights
   and biases of the three layers) added to the loss, against the same step without it.
-  Target <= 2x (minireg with / minireg without); PyTorch's own ratio is printed for reference.
+  Target <= 2x (minireg with / minireg without; the NumPy column holds the step without the prior).
+
+Timing: many short samples (bench/_common.timeit), the minimum reported; on a busy machine compare
+only ratios from one run. With --threads > 1, OMP_WAIT_POLICY=PASSIVE is set unless already set.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +36,10 @@ from _common import parse_args, timeit  # noqa: E402
 
 ROWS = ("cnn", "gan", "mlp", "chain", "prox", "sws")
 args = parse_args(__doc__.splitlines()[0], rows=(str, ",".join(ROWS), "comma-separated rows to run"))
+if args.threads > 1:
+    # Idle OpenMP threads sleep instead of spinning (both minireg's and PyTorch's runtime read this):
+    # on a small shared VM spinning threads steal the CPU from the thread doing the work.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 from _steps import cnn_model, cnn_steps, mlp_steps  # noqa: E402
