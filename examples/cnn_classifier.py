@@ -42,11 +42,12 @@ model = nn.Sequential(
     nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
     nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
 print(model)
+early_stopping = EarlyStopping("val_accuracy", patience=8)
 trainer = Trainer(model, Adam(model.parameters(), lr=1e-3), cross_entropy, metrics={"accuracy": accuracy},
-                  callbacks=[EarlyStopping("val_accuracy", patience=8)], verbose=2 if args.no_progress else 1)
+                  callbacks=[early_stopping], verbose=2 if args.no_progress else 1)
 history = trainer.fit(DataLoader(TensorDataset(x_fit, y_fit), batch_size=batch_size, shuffle=True),
                       args.epochs or default_epochs, val_loader=DataLoader(TensorDataset(x_val, y_val), batch_size=500))
 test = trainer.evaluate(DataLoader(TensorDataset(x_test, y_test), batch_size=500))
 print(f"test accuracy: {test['accuracy']:.4f}  (test loss {test['loss']:.4f}, {len(y_test)} images)")
 print("learning curve:", plot_history(history, f"{args.out}/cnn_{args.data.replace('-', '_')}.png",
-                                      title=f"CNN on {args.data}"))
+                                      title=f"CNN on {args.data}", best_epoch=early_stopping.best_epoch))
