@@ -12,18 +12,18 @@ from minireg.errors import MiniregError
 def add_parser(subparsers):
     """Add the ``study`` command to an ``argparse`` subparsers object; returns its parser."""
     from minireg.study.tasks import DEFAULT_TASK, TASKS
-    tasks = "; ".join(f"{name}: {task.title}" for name, task in TASKS.items())
+    tasks = "; ".join(f"{name}: {task.title}" for name, task in TASKS.items()).replace("%", "%%")   # argparse
     parser = subparsers.add_parser(
         "study", help="compare regularizer families over seeds, with tuned strengths and confidence intervals",
         description="Train a task under each regularizer family, choose each family's strength per seed on "
                     "validation data (held out, or --cv K folds), score the final models once on the test set, and "
-                    "report mean and 95%% CI over seeds with a paired comparison against no regularization. Writes "
+                    "report mean and 95% CI over seeds with a paired comparison against no regularization. Writes "
                     "results.json/.csv/.md, report.html and figures to --out. Needs joblib, matplotlib and "
                     "scikit-learn: pip install 'minireg[study]'.")
     parser.add_argument("--task", default=DEFAULT_TASK, metavar="NAME",
                         help=f"what to train (default {DEFAULT_TASK}): {tasks}")
     parser.add_argument("--preset", default="default", choices=("default", "full"),
-                        help="default: the budget of the README (about 3 minutes for the default task on 2 cores); "
+                        help="default: the budget of the README (the default task: about 2.5 minutes of CPU); "
                              "full: every family, wider grids, more seeds and epochs (meant for --jobs or Dask)")
     parser.add_argument("--seeds", type=int, help="seeds per family and strength (default: the preset's)")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated families (default: the preset's)")

@@ -18,6 +18,16 @@ def test_version(capsys):
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"minireg {minireg.__version__}"
 
 
+@pytest.mark.parametrize("command", ["study", "gan"])
+def test_help_lists_the_tasks_and_options(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--out" in out
+    if command == "study":
+        assert "cnn-fashion" in out and "30% label noise" in out and "--cv K" in out
+
+
 def test_linear_task_writes_paths_and_the_table(tmp_path, capsys):
     assert main(["study", "--task", "linear-diabetes", "--seeds", "3", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
