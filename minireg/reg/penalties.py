@@ -247,12 +247,11 @@ def _metric_radius(xp, v, t):
         squares *= squares                     # v_i^2 / (r + t_i)^2, in place (no pow)
         phi = xp.sum(squares, axis=1, keepdims=True)
         squares *= inverse
-        dphi = -2 * xp.sum(squares, axis=1, keepdims=True)
-        h = 1 / xp.sqrt(xp.maximum(phi, tiny))
-        dh = -0.5 * h ** 3 * dphi
-        lo = xp.where(h < 1, r, lo)        # h < 1: phi > 1, the root lies above r
-        hi = xp.where(h >= 1, r, hi)
-        newton = r - (h - 1) / xp.maximum(dh, tiny)
+        dphi = xp.minimum(-2 * xp.sum(squares, axis=1, keepdims=True), -tiny)
+        lo = xp.where(phi > 1, r, lo)      # h < 1: the root lies above r
+        hi = xp.where(phi <= 1, r, hi)
+        # (h - 1) / h' written with phi only, so nothing overflows when phi is tiny
+        newton = r + 2 * phi * (1 - xp.sqrt(phi)) / dphi
         r = xp.where((newton >= lo) & (newton <= hi), newton, (lo + hi) / 2)
     return r
 
