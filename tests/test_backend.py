@@ -259,22 +259,6 @@ def test_in_bounds_device_indices_including_negative_ones_pass():
 
 
 # ---- primitives shared by the NumPy and CuPy backends -------------------------------------------
-@pytest.mark.parametrize("window_shape, axes, strides, dilations", [
-    ((3,), (2,), None, None), ((2, 3), (2, 3), (2, 1), (1, 2)), ((2,), (-1,), (3,), (2,)), ((1, 1), (1, 0), None, None)])
-def test_strided_windows_equal_numpy_s_sliding_window_view(window_shape, axes, strides, dilations):
-    from minireg.backend.base import strided_windows, window_geometry
-    x = np.arange(2 * 3 * 9 * 8, dtype=np.float32).reshape(2, 3, 9, 8)[:, :, ::1, 1:]   # a non-contiguous view
-    axes_n, strides_n, dilations_n, _ = window_geometry(x.shape, window_shape, axes, strides, dilations)
-    spans = tuple(d * (w - 1) + 1 for w, d in zip(window_shape, dilations_n))
-    view = np.lib.stride_tricks.sliding_window_view(x, spans, axis=axes_n)
-    index = [slice(None)] * x.ndim + [slice(None, None, d) for d in dilations_n]
-    for a, s in zip(axes_n, strides_n):
-        index[a] = slice(None, None, s)
-    ours = strided_windows(np.lib.stride_tricks.as_strided, x, window_shape, axes, strides, dilations)
-    np.testing.assert_array_equal(ours, view[tuple(index)])
-    assert np.shares_memory(ours, x)
-
-
 def test_namespace_overlay_replaces_only_the_named_functions():
     from minireg.backend.base import NamespaceOverlay
     xp = NamespaceOverlay(np, clip=lambda x, min=None, max=None: "replaced")

@@ -1,4 +1,4 @@
-"""Convolution, pooling and upsampling ops (minireg.functional_conv) and the sliding_window primitive.
+"""Convolution, pooling and upsampling ops (minireg.functional_conv).
 
 Forward passes are compared with plain NumPy loops written here (one loop nest per output element),
 on a fixed grid of stride/padding/dilation/groups and through OpSpecs drawn by Hypothesis; the
@@ -373,36 +373,6 @@ def test_ops_stay_on_the_fake_device():
     y = FC.max_pool2d(FC.upsample_nearest2d(FC.conv_transpose2d(FC.conv2d(x, w, padding=1), w, stride=2), 2), 2)
     y.sum().backward()
     assert y.backend is device and x.grad.backend is device
-
-
-# ==== sliding_window ===============================================================================
-SLIDING_CASES = [((3, 2), (2, 3), (2, 1), (1, 3)), ((2,), (-1,), (3,), (2,)), ((3, 3), (2, 3), None, None)]
-
-
-@pytest.mark.parametrize("window_shape, axes, strides, dilations", SLIDING_CASES)
-def test_sliding_window_matches_its_definition_on_every_backend(window_shape, axes, strides, dilations, backend):
-    x = rng.normal(size=(2, 3, 7, 8))
-    windows = backend.to_numpy(backend.sliding_window(backend.asarray(x), window_shape, axes, strides, dilations))
-    generic_windows = Backend(np).sliding_window(x, window_shape, axes, strides, dilations)
-    np.testing.assert_array_equal(windows, generic_windows)
-    axes = tuple(a % x.ndim for a in axes)
-    strides, dilations = strides or (1,) * len(axes), dilations or (1,) * len(axes)
-    for index in itertools.islice(np.ndindex(*windows.shape), 0, None, 7):
-        source = list(index[:x.ndim])
-        for a, s, d, i in zip(axes, strides, dilations, index[x.ndim:]):
-            source[a] = source[a] * s + i * d
-        assert windows[index] == x[tuple(source)]
-
-
-def test_sliding_window_is_a_view_on_numpy():
-    x = np.arange(30.0).reshape(5, 6)
-    windows = mr.get_backend("numpy").sliding_window(x, (2, 3), (0, 1), (2, 1), (2, 1))
-    assert windows.shape == (2, 4, 2, 3) and np.shares_memory(windows, x)
-
-
-def test_sliding_window_rejects_windows_that_do_not_fit():
-    with pytest.raises(ValueError, match="does not fit"):
-        mr.get_backend("numpy").sliding_window(np.zeros((3, 3)), (2,), (0,), None, (3,))
 
 
 # ==== bad input ====================================================================================

@@ -3,13 +3,12 @@
 A backend is the only place ops meet an array library. It holds the namespace ``xp`` (array-API
 functions, possibly a ``NamespaceOverlay`` that swaps a few of them), the device, array creation on
 that device, the few primitives the array API lacks (scatter-add and bounds-checked take, padding,
-sliding windows, random numbers from the device's stream, checks of device data read lazily,
+random numbers from the device's stream, checks of device data read lazily,
 synchronize) and the kernel table of compiled regularizer kernels. Subclasses override primitives
 with faster library calls; the generic versions here use only the array API, so they also run on
 array_api_strict's fake device (``minireg.testing.devices``), which is how the test suite catches
 host round-trips without a GPU.
 """
-import itertools
 import os
 
 import numpy as np
@@ -38,43 +37,6 @@ class NamespaceOverlay:
 
     def __repr__(self):
         return f"<{getattr(self._base, '__name__', self._base)} with {', '.join(self._overrides)} replaced>"
-
-
-def window_geometry(shape, window_shape, axes, strides, dilations):
-    """Normalized ``(axes, strides, dilations, counts)`` for ``sliding_window`` on an array of ``shape``.
-
-    ``counts[k]`` is the number of windows along ``axes[k]``: floor((n - d*(w-1) - 1) / s) + 1.
-    """
-    ndim = len(shape)
-    axes = tuple(a % ndim for a in axes)
-    strides = tuple(strides) if strides is not None else (1,) * len(axes)
-    dilations = tuple(dilations) if dilations is not None else (1,) * len(axes)
-    if not len(window_shape) == len(axes) == len(strides) == len(dilations) or len(set(axes)) != len(axes):
-        raise ValueError(f"sliding_window: need one window size, stride and dilation per distinct axis, got "
-                         f"window_shape={tuple(window_shape)}, axes={axes}, strides={strides}, dilations={dilations}")
-    counts = tuple((shape[a] - d * (w - 1) - 1) // s + 1 for a, w, s, d in zip(axes, window_shape, strides, dilations))
-    if any(c < 1 for c in counts):
-        raise ValueError(f"sliding_window: window {tuple(window_shape)} with dilation {dilations} does not fit "
-                         f"axes {axes} of an array of shape {tuple(shape)}")
-    return axes, strides, dilations, counts
-
-
-def strided_windows(as_strided, x, window_shape, axes, strides=None, dilations=None):
-    """``sliding_window`` as one strided view of ``x``, its shape and strides computed on the host:
-
-        out[..., p, ..., i, ...] = x[..., p * s + i * d, ...]
-        strides: x.strides[a] * s for the window position, x.strides[a] * d inside the window
-
-    ``as_strided(x, shape, strides)`` is the library's (NumPy's, CuPy's). No copy and no device
-    work: CuPy's own ``sliding_window_view`` uploads ``window_shape`` and syncs on a check of it.
-    """
-    axes, strides, dilations, counts = window_geometry(x.shape, window_shape, axes, strides, dilations)
-    shape, steps = list(x.shape), list(x.strides)
-    for a, n, s in zip(axes, counts, strides):
-        shape[a], steps[a] = n, x.strides[a] * s
-    shape += list(window_shape)
-    steps += [x.strides[a] * d for a, d in zip(axes, dilations)]
-    return as_strided(x, tuple(shape), tuple(steps))
 
 
 def index_axes(index, ndim):
@@ -367,25 +329,6 @@ class Backend:
                 parts.append(self.full(tuple(shape), value, x.dtype))
             x = xp.concat([parts[0], x, parts[1]], axis=axis)
         return x
-
-    def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
-        """Windows of ``x`` along ``axes``, as new trailing axes (NumPy's sliding_window_view layout):
-
-            out[..., p, ..., i, ...] = x[..., p * s + i * d, ...]
-
-        shape: ``x.shape`` with each ``axes[k]`` replaced by its window count (see ``window_geometry``),
-        then ``window_shape``. Read-only. Generic version: one strided slice per window offset,
-        stacked (a copy of prod(window_shape) times the input); real backends return a view.
-        """
-        xp = self.xp
-        axes, strides, dilations, counts = window_geometry(x.shape, window_shape, axes, strides, dilations)
-        pieces = []
-        for offsets in itertools.product(*(range(w) for w in window_shape)):
-            index = [slice(None)] * x.ndim
-            for a, i, n, s, d in zip(axes, offsets, counts, strides, dilations):
-                index[a] = slice(i * d, i * d + (n - 1) * s + 1, s)
-            pieces.append(x[tuple(index)])
-        return xp.reshape(xp.stack(pieces, axis=-1), pieces[0].shape + tuple(window_shape))
 
     def synchronize(self):
         """Wait for queued device work (a no-op on the CPU); benchmarks call it before reading clocks."""

@@ -2,9 +2,7 @@
 
 No host round-trips inside ops: the namespace ``xp`` is array_api_compat's CuPy namespace with
 ``clip`` and ``sign`` replaced by one-pass CUDA kernels (the compat versions use masked
-assignment, which reads each mask's count back to the host) and ``take`` bounds-checked; sliding
-windows are one ``as_strided`` view (CuPy's ``sliding_window_view`` uploads the window shape and
-syncs); padding is a fill plus a copy; Python scalars become device arrays with a fill kernel, not
+assignment, which reads each mask's count back to the host) and ``take`` bounds-checked; padding is a fill plus a copy; Python scalars become device arrays with a fill kernel, not
 an upload; random numbers come from a ``cupy.random.Generator`` on the device (see minireg.random).
 Out-of-range indices, which CuPy wraps modulo the axis size, and class labels are checked on the
 device and read at the next explicit read (``Backend.check_in_range``).
@@ -13,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from minireg.backend.base import Backend, NamespaceOverlay, strided_windows, where_clip
+from minireg.backend.base import Backend, NamespaceOverlay, where_clip
 from minireg.errors import BackendUnavailableError, CheckpointError
 
 
@@ -168,8 +166,6 @@ class CupyBackend(Backend):
         out[tuple(slice(before, before + n) for n, (before, _) in zip(x.shape, pad_width))] = x
         return out
 
-    def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
-        return strided_windows(self._cupy.lib.stride_tricks.as_strided, x, window_shape, axes, strides, dilations)
 
     def synchronize(self):
         self.device.synchronize()

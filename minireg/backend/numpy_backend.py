@@ -1,11 +1,8 @@
 """NumPy on the CPU, with the compiled kernel table when the extension is built."""
 import numpy as np
 
-from minireg.backend.base import Backend, strided_windows
+from minireg.backend.base import Backend
 
-
-def _as_strided_read_only(x, shape, strides):
-    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
 
 
 class NumpyBackend(Backend):
@@ -72,5 +69,3 @@ class NumpyBackend(Backend):
     def pad(self, x, pad_width, value=0.0):
         return np.pad(x, pad_width, constant_values=value)
 
-    def sliding_window(self, x, window_shape, axes, strides=None, dilations=None):
-        return strided_windows(_as_strided_read_only, x, window_shape, axes, strides, dilations)
