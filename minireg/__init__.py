@@ -2,14 +2,14 @@
 from minireg import backend
 from minireg import functional
 from minireg import functional as F
-from minireg._config import enable_grad, get_default_dtype, is_grad_enabled, no_grad, set_default_dtype
+from minireg._config import enable_grad, get_default_dtype, is_grad_enabled, no_grad, set_default_dtype, using_dtype
 from minireg._info import show_config
 from minireg.autograd import grad
 from minireg.checkpoint import load, save
 from minireg.backend import available_backends, current_backend, get_backend, set_backend, using_backend
 from minireg.errors import (ArgumentError, ArgumentTypeError, BackendUnavailableError, CheckpointError, DeviceError,
                             DTypeError, GradcheckError, GraphError, IndexOutOfRangeError, MiniregError,
-                            NonFiniteError, ShapeError)
+                            NonFiniteError, NotFittedError, ShapeError)
 from minireg.creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, linspace, ones, ones_like,
                               zeros, zeros_like)
 from minireg.function import Function

@@ -17,7 +17,7 @@ import numpy as np
 from minireg import check
 from minireg._config import get_default_dtype
 from minireg.backend import backend_of
-from minireg.errors import ArgumentError, ArgumentTypeError, DeviceError, ShapeError
+from minireg.errors import ArgumentError, ArgumentTypeError, DeviceError, NotFittedError, ShapeError
 from minireg.random import default_generator
 from minireg.tensor import Tensor, tensor
 
@@ -294,7 +294,7 @@ class Standardizer:
 
     def _statistics(self, x, method):
         if self.mean is None:
-            raise RuntimeError(f"Standardizer.{method} called before fit(x)")
+            raise NotFittedError(f"Standardizer.{method} called before fit(x): fit it on the training data first")
         x = np.asarray(x)
         if x.ndim != self.mean.ndim or any(m not in (1, s) for m, s in zip(self.mean.shape, x.shape)):
             raise ShapeError(f"Standardizer.{method}: input of shape {x.shape} does not match the fitted "

@@ -54,3 +54,7 @@ class IndexOutOfRangeError(MiniregError, IndexError):
     """An integer index outside ``[-n, n)`` of its axis, or an index that does not fit the tensor
     (a boolean mask of the wrong shape, too many indices). Raised on every backend, also where the
     array library would wrap the index around (CuPy's take and scatter_add)."""
+
+
+class NotFittedError(MiniregError, ValueError):
+    """A fitted object (e.g. ``data.Standardizer``) used before ``fit``, as in scikit-learn."""

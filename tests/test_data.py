@@ -283,9 +283,9 @@ def test_constant_features_get_std_one_and_map_to_zero():
 
 
 def test_standardizer_errors():
-    with pytest.raises(RuntimeError, match="before fit"):
+    with pytest.raises(mr.NotFittedError, match="before fit"):
         Standardizer().transform(X)
-    with pytest.raises(RuntimeError, match="before fit"):
+    with pytest.raises(mr.NotFittedError, match="before fit"):
         Standardizer().inverse_transform(X)
     with pytest.raises(ShapeError, match=r"shape \(10, 2\)"):
         Standardizer().fit(X).transform(X[:, :2])
