@@ -34,12 +34,10 @@ def _own(g, leaf, handed_out, create_graph):
     return g
 
 
-def _sum(a, b, create_graph):
-    """a + b for two gradients of one node. Under create_graph a recorded op; otherwise plain array
-    arithmetic: there is no graph to record, and an op per accumulation doubled the cost of a
-    backward pass through a chain that reuses one tensor (every use adds into the same gradient)."""
-    if create_graph:
-        return a + b
+def _sum(a, b):
+    """a + b for two gradients of one node as a fresh array, without recording an op (no graph is
+    being built: an Add op per accumulation doubled the cost of a backward pass through a chain that
+    reuses one tensor)."""
     total = a.data + b.data
     return Tensor._make(np.asarray(total) if isinstance(total, np.generic) else total, a.backend)
 
@@ -47,57 +45,89 @@ def _sum(a, b, create_graph):
 def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=None):
     """Propagate ``grad_outputs`` back from ``outputs``.
 
-    With ``wanted=None`` gradients are accumulated into ``.grad`` of the leaves; otherwise the
-    gradients of the ``wanted`` tensors are returned (None where unreachable) and no ``.grad`` changes.
+    With ``wanted=None`` gradients are accumulated into ``.grad`` of the leaves (once, at the end of
+    the pass); otherwise the gradients of the ``wanted`` tensors are returned (None where
+    unreachable) and no ``.grad`` changes.
     """
     from minireg.functional import cast, sum_to
 
-    grads = {}
-    heap, seen, order, processed, handed_out = [], set(), itertools.count(), [], set()
+    # grads: node id -> its gradient so far. Without create_graph a node's second gradient makes a
+    # fresh array (its id goes into `summed`) and later ones add into it in place: one array pass per
+    # accumulation, no op, no new tensor (a leaf reused by 100 ops gets 100 in-place adds).
+    grads, summed, leaves = {}, set(), {}
+    heap, order, processed = [], itertools.count(), []
     keep = set() if wanted is None else {id(_node(t)) for t in wanted}
+    heappush, heappop = heapq.heappush, heapq.heappop
 
-    def accumulate(node, g):
-        key = id(node)
-        grads[key] = g if key not in grads else _sum(grads[key], g, create_graph)
-
-    def push(fn):
-        if id(fn) not in seen:
-            seen.add(id(fn))
-            heapq.heappush(heap, (-fn.generation, next(order), fn))
+    def accumulate(key, g):
+        """Add g into node ``key``'s gradient; True when it is the node's first one."""
+        old = grads.get(key)
+        if old is None:
+            grads[key] = g
+            return True
+        if create_graph:
+            grads[key] = old + g
+        elif key in summed:
+            old.data += g.data
+        else:
+            grads[key] = _sum(old, g)
+            summed.add(key)
+        return False
 
     with _set_grad(create_graph):
         for y, gy in zip(outputs, grad_outputs):
             if gy.shape != y.shape:
                 raise ShapeError(f"grad_output of shape {gy.shape} does not match output shape {y.shape}")
             if y.creator is not None:
-                accumulate(y.creator, gy)
-                push(y.creator)
-            elif wanted is None:                     # backward() called on a leaf itself
-                y.grad = _own(gy, y, handed_out, create_graph) if y.grad is None else _sum(y.grad, gy, create_graph)
-            else:
-                accumulate(y, gy)
+                if accumulate(id(y.creator), gy):
+                    heappush(heap, (-y.creator.generation, next(order), y.creator))
+            elif wanted is None or id(y) in keep:    # backward() or grad() called on a leaf itself
+                leaves[id(y)] = y
+                accumulate(id(y), gy)
         while heap:
-            fn = heapq.heappop(heap)[2]
-            if fn.inputs is None:
+            fn = heappop(heap)[2]
+            inputs = fn.inputs
+            if inputs is None:
                 raise GraphError("backward through a graph that was already freed: pass retain_graph=True "
                                  "to the first backward if you need to go through the graph twice")
-            gy = grads[id(fn)] if id(fn) in keep else grads.pop(id(fn))
-            fn.check_saved_versions()
-            for x, gx in zip(fn.inputs, fn.check_gradients(fn.backward(gy))):
-                if gx is None or not x.requires_grad:
+            key = id(fn)
+            gy = grads[key] if key in keep else grads.pop(key)
+            if fn.saves is None or fn.saves:     # ops that read only shapes save () and skip the check
+                fn.check_saved_versions()
+            gxs = fn.backward(gy)
+            if type(gxs) is not tuple or len(gxs) != len(inputs):
+                gxs = fn.check_gradients(gxs)    # raises unless a list of the right length
+            for x, gx in zip(inputs, gxs):
+                if gx is None:
                     continue
-                if gx.data.shape != x.data.shape:
+                if type(gx) is not Tensor and not isinstance(gx, Tensor):
+                    fn.check_gradients(gxs)      # raises, naming the op and what it returned
+                if not x.requires_grad:
+                    continue
+                g_data, x_data = gx.data, x.data
+                if g_data.shape != x_data.shape:
                     gx = sum_to(gx, x.shape)
-                if gx.data.dtype != x.data.dtype:
+                if g_data.dtype is not x_data.dtype and g_data.dtype != x_data.dtype:
                     gx = cast(gx, x.dtype)
-                if x.creator is not None:
-                    accumulate(x.creator, gx)
-                    push(x.creator)
+                creator = x.creator
+                if creator is not None:
+                    if id(creator) not in grads:     # accumulate()'s first case, inlined (hot path)
+                        grads[id(creator)] = gx
+                        heappush(heap, (-creator.generation, next(order), creator))
+                    else:
+                        accumulate(id(creator), gx)
                 elif wanted is None:
-                    x.grad = _own(gx, x, handed_out, create_graph) if x.grad is None else _sum(x.grad, gx, create_graph)
+                    leaves[id(x)] = x
+                    accumulate(id(x), gx)
                 elif id(x) in keep:
-                    accumulate(x, gx)
+                    accumulate(id(x), gx)
             processed.append(fn)
+        if wanted is None:
+            handed_out = set()
+            for key, leaf in leaves.items():
+                g = grads[key]
+                leaf.grad = _own(g, leaf, handed_out, create_graph) if leaf.grad is None else \
+                    leaf.grad + g if create_graph else _sum(leaf.grad, g)
     # Released only now: an op's output must stay alive until that op's own backward has run.
     if not retain_graph:
         for fn in processed:

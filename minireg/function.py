@@ -22,6 +22,7 @@ from minireg.tensor import Tensor
 
 
 _version = operator.attrgetter("_version")
+_new_tensor = object.__new__
 
 
 class Function:
@@ -55,12 +56,15 @@ class Function:
             raise ShapeError(f"{type(self).__name__}: cannot apply to inputs of shapes {shapes}: {exc}") from exc
         if isinstance(y, np.generic):  # NumPy returns scalars from 0-d arithmetic; keep arrays
             y = np.asarray(y)
-        out = Tensor._make(y, backend)
+        out = _new_tensor(Tensor)      # Tensor._make inlined (hot path)
+        out.data = y
+        out.backend = backend
         if needs_grad and _grad_enabled.get():
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
-            self._versions = tuple(map(_version, inputs))
+            if self.saves != ():       # ops that read only shapes have no versions to check
+                self._versions = tuple(map(_version, inputs))
             self.generation = generation
             out.generation = generation + 1
             self._output_ref = weakref.ref(out)
