@@ -30,6 +30,26 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* Whether the CPU (and the OS) support AVX2: then minireg.kernels.compiled uses the AVX2 build. */
+    static int minireg_cpu_has_avx2(void) {
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0;
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int minireg_cpu_has_avx2() noexcept nogil
+
+
+def cpu_has_avx2():
+    """True when this CPU runs AVX2 code (then the ``_ckernels_avx2`` build applies)."""
+    return bool(minireg_cpu_has_avx2())
+
+
+cdef extern from *:
+    """
     #include <stdint.h>
     #include <string.h>
     /* exp(x) for x <= 0 as plain arithmetic, so loops calling it vectorize: x = n ln2 + r with

@@ -24,6 +24,21 @@ def _native(written, read=()):
     )
 
 
+def compiled_module():
+    """The build of ``minireg._ckernels`` for this CPU: ``_ckernels_avx2`` (the same loops with 256-bit
+    vectors and the same results) where the CPU has AVX2 and that build exists (x86 only), else the
+    baseline ``_ckernels``."""
+    from minireg import _ckernels
+
+    if _ckernels.cpu_has_avx2():
+        try:
+            from minireg import _ckernels_avx2
+        except ImportError:     # built before the AVX2 variant existed, or not on x86
+            return _ckernels
+        return _ckernels_avx2
+    return _ckernels
+
+
 def _flat(a):
     # A C-contiguous array reshapes to 1-D without copying.
     return a.reshape(-1)
@@ -35,10 +50,8 @@ class CompiledKernels(Kernels):
     name = "compiled"
 
     def __init__(self, xp):
-        from minireg import _ckernels
-
         super().__init__(xp)
-        self._ck = _ckernels
+        self._ck = compiled_module()
 
     def _l1_grad(self, g, w, alpha):
         if not _native((g,), (w,)):

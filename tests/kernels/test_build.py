@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import minireg.kernels as mk
@@ -39,3 +40,35 @@ def test_openmp_info():
     assert info["max_threads"] >= 1
     if not info["openmp"]:
         assert info["max_threads"] == 1
+
+
+def _avx2_build():
+    """The AVX2 build and the baseline one, or a skip where this machine cannot run or lacks it."""
+    baseline = pytest.importorskip("minireg._ckernels")
+    if not baseline.cpu_has_avx2():
+        pytest.skip("this CPU has no AVX2")
+    return baseline, pytest.importorskip("minireg._ckernels_avx2", reason="the AVX2 build is x86-only")
+
+
+def test_avx2_build_is_used_where_the_cpu_has_it():
+    baseline, avx2 = _avx2_build()
+    from minireg.kernels.compiled import compiled_module
+    assert compiled_module() is avx2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_avx2_build_gives_the_same_bits_as_the_baseline(dtype):
+    baseline, avx2 = _avx2_build()
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal(1000) * 0.1).astype(dtype)
+    means, log_precisions = np.linspace(-0.3, 0.3, 5).astype(dtype), np.linspace(2, 6, 5).astype(dtype)
+    log_mix = np.full(5, -np.log(5), dtype)
+    results = []
+    for module in (baseline, avx2):
+        grad_w = np.empty_like(w)
+        nll, stats = module.mixture_nll(w, means, log_precisions, log_mix, grad_w)
+        state = [a.copy() for a in (w, w * 0.5, np.abs(w) * 0.1)]      # w, m, v of one AdamW step
+        module.adamw_prox_step(state[0], w, state[1], state[2], 0.9, 0.999, 0.99, 1e-2, 1.2, 1e-8, 1e-4)
+        results.append([np.asarray(nll), stats, grad_w, *state])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
