@@ -16,12 +16,13 @@ _FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 def _native(written, read=()):
     """True when the Cython loops accept these arrays (dtypes are already known to be equal)."""
     arrays = (*written, *read)
-    return (
-        all(type(a) is numpy.ndarray and a.flags.c_contiguous for a in arrays)
-        and arrays[0].dtype in _FLOAT_DTYPES
-        and arrays[0].size > 0
-        and all(a.flags.writeable for a in written)
-    )
+    for a in arrays:      # plain loops: this runs for every parameter of every optimizer step
+        if type(a) is not numpy.ndarray or not a.flags.c_contiguous:
+            return False
+    for a in written:
+        if not a.flags.writeable:
+            return False
+    return arrays[0].dtype in _FLOAT_DTYPES and arrays[0].size > 0
 
 
 def compiled_module():

@@ -12,6 +12,7 @@ Each public kernel ``name_`` validates and then calls ``_name``; subclasses over
 ``_name`` implementations (falling back to ``super()``), so validation lives in one place.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -41,16 +42,21 @@ def _unit_interval(name, value):
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _real_floating(xp, dtype):
+    return bool(xp.isdtype(dtype, "real floating"))
+
+
 def _check_arrays(xp, ndim=None, **arrays):
     """All arrays real floating, with the dtype and shape of the first; `ndim` if given."""
     (first_name, first), *others = arrays.items()
-    # One isdtype (slow next to the kernels on small arrays) for the first array; the others must
-    # have its dtype, and one that does not is checked on its own, for the more useful message.
-    if not xp.isdtype(first.dtype, "real floating"):
+    # The first array's dtype is checked (isdtype, cached: it is slow next to a kernel on a small
+    # array); the others must have it, and one that does not is checked itself, for the message.
+    if not _real_floating(xp, first.dtype):
         raise DTypeError(f"{first_name} must have a real floating dtype, got {first.dtype}")
     for name, a in others:
         if a.dtype != first.dtype:
-            if not xp.isdtype(a.dtype, "real floating"):
+            if not _real_floating(xp, a.dtype):
                 raise DTypeError(f"{name} must have a real floating dtype, got {a.dtype}")
             raise DTypeError(
                 f"{name} has dtype {a.dtype} but {first_name} has {first.dtype}; expected the same dtype"

@@ -319,16 +319,16 @@ class Optimizer:
                      for j, p in enumerate(group["params"]) if p.grad is not None]
         finite = {}           # backend -> one 0-d "all finite" flag per gradient, left on the device
         for i, j, p in with_grad:
-            g, label = p.grad, self._label(i, j, p)
+            g = p.grad      # labels are formatted only for an error (this loop runs every step)
             if not isinstance(g, Tensor):
-                raise ArgumentTypeError(f"{where}: {label}: the gradient is a {type(g).__name__}, expected a Tensor")
+                raise ArgumentTypeError(f"{where}: {self._label(i, j, p)}: the gradient is a {type(g).__name__}, expected a Tensor")
             if g.backend is not p.backend:
-                raise DeviceError(f"{where}: {label}: the gradient is on {g.backend.device_name}, the parameter "
+                raise DeviceError(f"{where}: {self._label(i, j, p)}: the gradient is on {g.backend.device_name}, the parameter "
                                   f"on {p.backend.device_name}")
             if g.shape != p.shape:
-                raise ShapeError(f"{where}: {label}: the gradient has shape {g.shape}, the parameter {p.shape}")
+                raise ShapeError(f"{where}: {self._label(i, j, p)}: the gradient has shape {g.shape}, the parameter {p.shape}")
             if g.dtype != p.dtype:
-                raise DTypeError(f"{where}: {label}: the gradient has dtype {g.dtype}, the parameter {p.dtype}")
+                raise DTypeError(f"{where}: {self._label(i, j, p)}: the gradient has dtype {g.dtype}, the parameter {p.dtype}")
             xp = p.backend.xp
             finite.setdefault(p.backend, []).append(xp.all(xp.isfinite(g.data)))
         for backend, flags in finite.items():
