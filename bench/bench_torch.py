@@ -26,6 +26,7 @@ repeats):
 
 Timing: many short samples (bench/_common.timeit), the minimum reported; on a busy machine compare
 only ratios from one run. With --threads > 1, OMP_WAIT_POLICY=PASSIVE is set unless already set.
+glibc's malloc thresholds are fixed first (--malloc steady, the default; see steady_malloc).
 """
 import os
 import sys
@@ -35,7 +36,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import parse_args, timeit  # noqa: E402
 
 ROWS = ("cnn", "gan", "mlp", "chain", "prox", "sws")
-args = parse_args(__doc__.splitlines()[0], rows=(str, ",".join(ROWS), "comma-separated rows to run"))
+args = parse_args(__doc__.splitlines()[0], rows=(str, ",".join(ROWS), "comma-separated rows to run"),
+                  malloc=(str, "steady", "glibc malloc: 'steady' (fixed thresholds, see steady_malloc) or 'default'"))
+
+
+def steady_malloc():
+    """Fixed glibc malloc thresholds for both libraries: large blocks stay in the heap and freed memory
+    is kept for reuse. With glibc's defaults the thresholds move with the allocation history, so
+    which library ran first changed the other's timings: minireg's CNN step took 41 ms alone and
+    53 ms after a PyTorch conv had run (page faults on fresh memory), 40 ms after it with these
+    settings. Returns whether glibc accepted them (False elsewhere)."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+MALLOC = (steady_malloc() and "steady") if args.malloc == "steady" else "default"
 if args.threads > 1:
     # Idle OpenMP threads sleep instead of spinning (both minireg's and PyTorch's runtime read this):
     # on a small shared VM spinning threads steal the CPU from the thread doing the work.
@@ -286,7 +306,7 @@ def fmt(t, unit):
 
 def main():
     print(f"threads={args.threads} numpy={np.__version__} torch={torch.__version__ if torch else 'not installed'} "
-          f"kernels={mr.get_backend('numpy').kernels.name} repeat={args.repeat}")
+          f"kernels={mr.get_backend('numpy').kernels.name} repeat={args.repeat} malloc={MALLOC}")
     print("| row | threads | minireg min / med | PyTorch min / med | NumPy min / med | ratio | target | met |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.rows.split(","):
