@@ -591,7 +591,8 @@ class Concatenate(Function):
         ndim = arrays[0].ndim
         for a in arrays:
             if a.ndim != ndim:
-                raise ValueError("all inputs must have the same number of dimensions")
+                raise ShapeError(f"concatenate: all inputs must have the same number of dimensions, got "
+                                 f"{[x.ndim for x in arrays]}")
         self.axis = check.axis("concatenate: axis", self.axis, ndim)
         return self.xp.concat(arrays, axis=self.axis)
 

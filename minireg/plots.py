@@ -1,6 +1,8 @@
 """Plots of training runs (matplotlib, an optional dependency: ``pip install minireg[examples]``)."""
 import os
 
+from minireg.errors import ArgumentError
+
 
 def plot_history(history, path, title=None, metrics=("loss", "accuracy"), val_label="validation", best_epoch=None):
     """Learning curves: one panel per metric, training and ``val_*`` curves per panel; saved to ``path``.
@@ -16,10 +18,9 @@ def plot_history(history, path, title=None, metrics=("loss", "accuracy"), val_la
         raise ImportError("plotting needs matplotlib: pip install minireg[examples]") from exc
     panels = [m for m in metrics if m in history]
     if not panels:
-        raise ValueError(f"history has none of the metrics {metrics}; it has {sorted(history)}")
+        raise ArgumentError(f"history has none of the metrics {metrics}; it has {sorted(history)}")
     epochs = len(history[panels[0]])
     if best_epoch is not None and not (isinstance(best_epoch, int) and 0 <= best_epoch < epochs):
-        from minireg.errors import ArgumentError
         raise ArgumentError(f"plot_history: best_epoch must be an epoch index in [0, {epochs - 1}] (0-based, as "
                             f"EarlyStopping.best_epoch), got {best_epoch!r}")
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)

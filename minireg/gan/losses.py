@@ -20,6 +20,7 @@ The log-sigmoid terms are written with softplus, -log sigma(t) = softplus(-t) an
 from typing import Callable, NamedTuple
 
 from minireg import functional as F
+from minireg.errors import ArgumentError
 from minireg.tensor import Tensor, tensor
 
 
@@ -100,4 +101,4 @@ def get_loss(name):
     try:
         return GAN_LOSSES[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown GAN loss {name!r}; expected one of {', '.join(GAN_LOSSES)}") from None
+        raise ArgumentError(f"unknown GAN loss {name!r}; expected one of {', '.join(GAN_LOSSES)}") from None

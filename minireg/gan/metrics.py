@@ -50,7 +50,7 @@ from minireg.backend import backend_of
 from minireg.checkpoint import load, save
 from minireg.data import DataLoader, TensorDataset
 from minireg.datasets import load_digits, load_fashion_mnist
-from minireg.errors import DeviceError, ShapeError
+from minireg.errors import ArgumentError, CheckpointError, DeviceError, ShapeError
 from minireg.losses import cross_entropy
 from minireg.metrics import accuracy
 from minireg.optim import Adam
@@ -71,7 +71,7 @@ _CONFIGS = {
 
 def _config(data):
     if data not in _CONFIGS:
-        raise ValueError(f"unknown data set {data!r}; expected one of {sorted(_CONFIGS)}")
+        raise ArgumentError(f"unknown data set {data!r}; expected one of {sorted(_CONFIGS)}")
     return _CONFIGS[data]
 
 
@@ -79,7 +79,7 @@ def load_real_images(data="digits", split="test"):
     """The real images of ``data`` ("digits" or "fashion-mnist") and their labels, as
     ``(x, y)`` with x float32 (N, 1, H, W) in [-1, 1] and y int64; ``split`` is "train" or "test"."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ArgumentError(f"split must be 'train' or 'test', got {split!r}")
     train, test = _config(data).loader(flatten=False)
     x, y = train if split == "train" else test
     return x * 2 - 1, y
@@ -174,7 +174,7 @@ class FeatureClassifier(nn.Module):
                 features.append(h.data)
                 probabilities.append(F.softmax(self.head(h), axis=1).data)
         if not features:
-            raise ValueError(f"FeatureClassifier({self.data!r}): no images")
+            raise ArgumentError(f"FeatureClassifier({self.data!r}): no images")
         return backend.xp.concat(features), backend.xp.concat(probabilities)
 
     def features(self, x):
@@ -201,7 +201,8 @@ def feature_classifier(data="digits", cache_dir=None):
         try:
             metadata = load(path, model)
         except (ValueError, OSError, KeyError) as exc:
-            raise ValueError(f"cannot load the cached feature classifier {path} ({exc}); delete it to retrain") from exc
+            raise CheckpointError(f"cannot load the cached feature classifier {path} ({exc}); "
+                                  f"delete it to retrain") from exc
         model.test_accuracy, model.train_seconds = metadata["test_accuracy"], metadata["train_seconds"]
         model.from_cache = True
         return model.eval()
@@ -239,7 +240,7 @@ def feature_statistics(features):
     backend, (f,) = _float64(features)
     _check_features("feature_statistics", f)
     if f.shape[0] < 2:
-        raise ValueError(f"feature_statistics needs at least 2 samples, got {f.shape[0]}")
+        raise ArgumentError(f"feature_statistics needs at least 2 samples, got {f.shape[0]}")
     mu = backend.xp.mean(f, axis=0)
     centered = f - mu
     return mu, centered.T @ centered / (f.shape[0] - 1)
@@ -296,7 +297,7 @@ def inception_score(probabilities, splits=10):
         raise ShapeError(f"inception_score: expected probabilities of shape (N, C), got {tuple(p.shape)}")
     n = p.shape[0]
     if not isinstance(splits, int) or not 1 <= splits <= n:
-        raise ValueError(f"inception_score: splits must be an integer in [1, N={n}], got {splits!r}")
+        raise ArgumentError(f"inception_score: splits must be an integer in [1, N={n}], got {splits!r}")
     xp = backend.xp
     scores = []
     for i in range(splits):
@@ -350,8 +351,8 @@ def precision_recall(features_real, features_fake, k=3):
     backend, (real, fake) = _float64(features_real, features_fake)
     _check_features("precision_recall", real, fake)
     if not isinstance(k, int) or not 1 <= k < min(real.shape[0], fake.shape[0]):
-        raise ValueError(f"precision_recall: k must be an integer in [1, N - 1] for both sets "
-                         f"(N = {real.shape[0]} real, {fake.shape[0]} fake), got {k!r}")
+        raise ArgumentError(f"precision_recall: k must be an integer in [1, N - 1] for both sets "
+                            f"(N = {real.shape[0]} real, {fake.shape[0]} fake), got {k!r}")
     xp = backend.xp
     precision = _share_inside(fake, real, _knn_radii2(real, k, xp), xp, backend)
     recall = _share_inside(real, fake, _knn_radii2(fake, k, xp), xp, backend)
@@ -364,7 +365,7 @@ def _image_array(images):
 
 def _take_first(images, n, what):
     if images.shape[0] < n:
-        raise ValueError(f"evaluate_generator: {what} has {images.shape[0]} images, fewer than num_samples={n}")
+        raise ArgumentError(f"evaluate_generator: {what} has {images.shape[0]} images, fewer than num_samples={n}")
     return images[:n, ...]
 
 

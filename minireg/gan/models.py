@@ -41,7 +41,7 @@ from itertools import pairwise
 
 from minireg import functional as F
 from minireg import nn
-from minireg.errors import ShapeError
+from minireg.errors import ArgumentError, ShapeError
 from minireg.nn.spectral_norm import SpectralNorm
 from minireg.tensor import Tensor, tensor
 
@@ -86,7 +86,7 @@ def _concat_condition(x, condition):
 
 def _check_conditioning(conditioning):
     if conditioning not in CONDITIONINGS:
-        raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        raise ArgumentError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
 
 
 def _spectral(layer, enabled):
@@ -130,7 +130,7 @@ class Discriminator(nn.Module):
         super().__init__()
         _check_conditioning(conditioning)
         if (embed is not None) != (condition_dim > 0 and conditioning == "projection"):
-            raise ValueError("a projection discriminator needs an embedding, and only it takes one")
+            raise ArgumentError("a projection discriminator needs an embedding, and only it takes one")
         self.body, self.head, self.embed = body, head, embed
         self.input_shape, self.condition_dim, self.conditioning = tuple(input_shape), condition_dim, conditioning
 
@@ -199,8 +199,8 @@ def _layer_plan(image_size):
         ratio = image_size // start
         if image_size % start == 0 and ratio >= 2 and ratio & (ratio - 1) == 0:
             return start, ratio.bit_length() - 1
-    raise ValueError(f"image_size must be 4 or 7 times a power of two >= 2 (8, 16, 28, 32, 64, ...), "
-                     f"got {image_size!r}")
+    raise ArgumentError(f"image_size must be 4 or 7 times a power of two >= 2 (8, 16, 28, 32, 64, ...), "
+                        f"got {image_size!r}")
 
 
 def dcgan_generator(noise_dim=100, image_size=32, channels=1, base_width=64, condition_dim=0, dtype=None):
@@ -225,7 +225,7 @@ def dcgan_discriminator(image_size=32, channels=1, base_width=64, batch_norm=Fal
     """
     _check_conditioning(conditioning)
     if batch_norm and layer_norm:
-        raise ValueError("dcgan_discriminator: choose at most one of batch_norm and layer_norm")
+        raise ArgumentError("dcgan_discriminator: choose at most one of batch_norm and layer_norm")
     start, doublings = _layer_plan(image_size)
     widths = [base_width * 2 ** i for i in range(doublings)]
     fan_in = channels + (condition_dim if conditioning == "concat" else 0)

@@ -17,9 +17,10 @@ makes them reproducible on each backend.
 Hyperparameters must be finite and >= 0, else ``ValueError`` at construction. Each class
 documents its paper's defaults.
 """
+from minireg import check
 from minireg import functional as F
 from minireg.autograd import grad
-from minireg.errors import ShapeError
+from minireg.errors import ArgumentError, ShapeError
 from minireg.random import default_generator
 from minireg.reg.base import check_strength
 from minireg.tensor import Tensor
@@ -28,14 +29,6 @@ from minireg.tensor import Tensor
 _NORM_EPS = 1e-12
 _SHIFT_FRACTION = 1 / 8     # CR translations: up to 1/8 of the image size (Zhang et al. 2020; StudioGAN)
 AUGMENTATIONS = ("flip_translate", "flip", "translate")
-
-
-def _check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, got {value!r}")
-    return value
 
 
 class _Readable:
@@ -98,7 +91,7 @@ class GradientPenalty(_Readable):
     """
 
     def __init__(self, weight=10.0, generator=None):
-        self.weight = check_strength("weight", weight)
+        self.weight = check_strength(f"{type(self).__name__}: weight", weight)
         self.generator = generator
 
     def interpolates(self, real, fake):
@@ -122,7 +115,8 @@ class DRAGAN(_Readable):
     """
 
     def __init__(self, weight=10.0, c=0.5, generator=None):
-        self.weight, self.c = check_strength("weight", weight), check_strength("c", c)
+        self.weight = check_strength(f"{type(self).__name__}: weight", weight)
+        self.c = check_strength(f"{type(self).__name__}: c", c)
         self.generator = generator
 
     def perturbed(self, real):
@@ -155,8 +149,8 @@ class R1(_Readable):
     _state = ('steps',)
 
     def __init__(self, gamma=10.0, lazy_interval=1):
-        self.gamma = check_strength("gamma", gamma)
-        self.lazy_interval = _check_positive_int("lazy_interval", lazy_interval)
+        self.gamma = check_strength(f"{type(self).__name__}: gamma", gamma)
+        self.lazy_interval = check.positive_int(f"{type(self).__name__}: lazy_interval", lazy_interval)
         self.steps = 0
 
     def __call__(self, D, x, condition=None, step=None):
@@ -184,7 +178,7 @@ class FeatureMatching(_Readable):
     """
 
     def __init__(self, weight=1.0):
-        self.weight = check_strength("weight", weight)
+        self.weight = check_strength(f"{type(self).__name__}: weight", weight)
 
     def __call__(self, D, real, fake, real_condition=None, fake_condition=None):
         target = F.mean(_call(D.features, real, real_condition), axis=0).detach()
@@ -207,9 +201,9 @@ class ConsistencyRegularization(_Readable):
     """
 
     def __init__(self, weight=10.0, augment="flip_translate", generator=None):
-        self.weight = check_strength("weight", weight)
+        self.weight = check_strength(f"{type(self).__name__}: weight", weight)
         if not callable(augment) and augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {AUGMENTATIONS} or a callable, got {augment!r}")
+            raise ArgumentError(f"augment must be one of {AUGMENTATIONS} or a callable, got {augment!r}")
         self.augment, self.generator = augment, generator
 
     def transform(self, x):
@@ -252,10 +246,10 @@ class LeCam(_Readable):
     _state = ('ema_real', 'ema_fake')
 
     def __init__(self, weight=0.3, ema_decay=0.99):
-        self.weight = check_strength("weight", weight)
-        self.ema_decay = check_strength("ema_decay", ema_decay)
+        self.weight = check_strength(f"{type(self).__name__}: weight", weight)
+        self.ema_decay = check_strength(f"{type(self).__name__}: ema_decay", ema_decay)
         if self.ema_decay > 1:
-            raise ValueError(f"ema_decay must lie in [0, 1], got {ema_decay!r}")
+            raise ArgumentError(f"ema_decay must lie in [0, 1], got {ema_decay!r}")
         self.ema_real = self.ema_fake = None
 
     def _updated(self, ema, logits):
@@ -281,8 +275,9 @@ class InstanceNoise(_Readable):
     _state = ('steps',)
 
     def __init__(self, std=0.1, anneal_steps=None, generator=None):
-        self.std = check_strength("std", std)
-        self.anneal_steps = _check_positive_int("anneal_steps", anneal_steps, allow_none=True)
+        self.std = check_strength(f"{type(self).__name__}: std", std)
+        self.anneal_steps = None if anneal_steps is None else check.positive_int(
+            "InstanceNoise: anneal_steps", anneal_steps)
         self.generator = generator
         self.steps = 0
 

@@ -18,6 +18,8 @@ import zlib
 
 import numpy as np
 
+from minireg.errors import ArgumentError
+
 MIN_GRID_PIXELS = 512
 
 
@@ -28,13 +30,13 @@ def _as_images(images, image_shape=None):
         if image_shape is None or len(image_shape) == 1:
             side = math.isqrt(x.shape[1])
             if side * side != x.shape[1]:
-                raise ValueError(f"flat samples of {x.shape[1]} values are not square images: pass image_shape")
+                raise ArgumentError(f"flat samples of {x.shape[1]} values are not square images: pass image_shape")
             image_shape = (1, side, side)
         x = x.reshape((x.shape[0],) + tuple(image_shape))
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"expected images (N, C, H, W) with C = 1 or 3, (N, H, W) or flat (N, D), got {x.shape}")
+        raise ArgumentError(f"expected images (N, C, H, W) with C = 1 or 3, (N, H, W) or flat (N, D), got {x.shape}")
     x = np.nan_to_num(x, nan=0.0)
     return np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
@@ -51,7 +53,7 @@ def image_grid(images, ncols=None, padding=1, scale=1, image_shape=None, backgro
 def _tile(x, ncols, padding, scale, background):
     n, h, w, c = x.shape
     if n == 0:
-        raise ValueError("image_grid: no images")
+        raise ArgumentError("image_grid: no images")
     if scale > 1:
         x = x.repeat(scale, axis=1).repeat(scale, axis=2)
         h, w = h * scale, w * scale
@@ -73,7 +75,7 @@ def png_bytes(pixels):
     elif pixels.ndim == 3 and pixels.shape[2] == 3:
         color = 2
     else:
-        raise ValueError(f"write_png expects (H, W) or (H, W, 3) uint8 pixels, got {pixels.shape}")
+        raise ArgumentError(f"write_png expects (H, W) or (H, W, 3) uint8 pixels, got {pixels.shape}")
     height, width = pixels.shape[:2]
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))   # filter type 0 per row
 
@@ -98,7 +100,7 @@ def read_png(path):
     with open(path, "rb") as f:
         data = f.read()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError(f"{path} is not a PNG file")
+        raise ArgumentError(f"{path} is not a PNG file")
     pos, idat, header = 8, b"", None
     while pos < len(data):
         (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
@@ -112,7 +114,7 @@ def read_png(path):
     channels = 3 if color == 2 else 1
     rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + width * channels)
     if np.any(rows[:, 0]):
-        raise ValueError(f"{path}: only PNG filter type 0 is supported")
+        raise ArgumentError(f"{path}: only PNG filter type 0 is supported")
     pixels = rows[:, 1:].reshape(height, width, channels)
     return pixels[..., 0] if channels == 1 else pixels
 
@@ -170,7 +172,7 @@ def plot_losses(history, path, title=None, smooth=None):
     plt = _pyplot()
     steps = np.arange(1, len(history["d_loss"]) + 1)
     if not len(steps):
-        raise ValueError("plot_losses: the history is empty")
+        raise ArgumentError("plot_losses: the history is empty")
     smooth = smooth or max(1, len(steps) // 100)
     penalties = [k for k in history if k.startswith(("d/", "g/"))]
     fig, axes = plt.subplots(1, 2 if penalties else 1, figsize=(11 if penalties else 6, 3.6), squeeze=False)
@@ -220,7 +222,7 @@ def plot_fid(curves, path, title=None, metric="fid", reference=None):
                     va="bottom")
     if not plotted:
         plt.close(fig)
-        raise ValueError(f"plot_fid: no {metric!r} values in the histories' 'eval' entries")
+        raise ArgumentError(f"plot_fid: no {metric!r} values in the histories' 'eval' entries")
     ax.set_yscale("log")
     ax.set_xlabel("generator step")
     ax.set_ylabel(f"classifier-{metric.upper()}" if metric == "fid" else metric)

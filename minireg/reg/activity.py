@@ -54,7 +54,7 @@ class ActivityRegularization(ActivityPenalty):
     """
 
     def __init__(self, l1=0.0, l2=0.0):
-        l1, l2 = check_strength("l1", l1), check_strength("l2", l2)
+        l1, l2 = check_strength(f"{type(self).__name__}: l1", l1), check_strength(f"{type(self).__name__}: l2", l2)
         super().__init__()
         self.l1, self.l2 = l1, l2
 
@@ -76,8 +76,8 @@ class TotalVariation(ActivityPenalty):
     """
 
     def __init__(self, weight, isotropic=False, eps=1e-8):
-        weight = check_strength("weight", weight)
-        eps = check_strength("eps", eps, allow_zero=False)
+        weight = check_strength(f"{type(self).__name__}: weight", weight)
+        eps = check_strength(f"{type(self).__name__}: eps", eps, allow_zero=False)
         super().__init__()
         self.weight, self.isotropic, self.eps = weight, bool(isotropic), eps
 
@@ -104,7 +104,7 @@ class ConfidencePenalty(ActivityPenalty):
     """
 
     def __init__(self, beta):
-        beta = check_strength("beta", beta)
+        beta = check_strength(f"{type(self).__name__}: beta", beta)
         super().__init__()
         self.beta = beta
 
@@ -137,7 +137,7 @@ class InputGradientPenalty:
     """
 
     def __init__(self, weight, norm="l2"):
-        weight = check_strength("weight", weight)
+        weight = check_strength(f"{type(self).__name__}: weight", weight)
         check.choice("norm", norm, ("l2", "l1"))
         self.weight, self.norm = weight, norm
 

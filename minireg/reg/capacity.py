@@ -20,7 +20,7 @@ first layer at which a count went over its limit.
 from collections import OrderedDict
 from typing import NamedTuple
 
-from minireg.errors import MiniregError
+from minireg.errors import ArgumentError, ArgumentTypeError, MiniregError
 from minireg.nn.module import Module, Sequential
 
 
@@ -42,7 +42,7 @@ class _Step(NamedTuple):
 
 def _limit(name, value):
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ValueError(f"{name} must be None (no limit) or an integer >= 0, got {value!r}")
+        raise ArgumentError(f"{name} must be None (no limit) or an integer >= 0, got {value!r}")
     return value
 
 
@@ -75,7 +75,7 @@ class CapacityBudget:
     def __init__(self, max_params=None, max_layers=None):
         max_params, max_layers = _limit("max_params", max_params), _limit("max_layers", max_layers)
         if max_params is None and max_layers is None:
-            raise ValueError("a CapacityBudget needs max_params and/or max_layers (both are None)")
+            raise ArgumentError("a CapacityBudget needs max_params and/or max_layers (both are None)")
         self.max_params, self.max_layers = max_params, max_layers
 
     def usage(self, model):
@@ -117,7 +117,7 @@ class BudgetedSequential(Sequential):
 
     def __init__(self, *modules, budget):
         if not isinstance(budget, CapacityBudget):
-            raise TypeError(f"budget must be a CapacityBudget, got {type(budget).__name__}")
+            raise ArgumentTypeError(f"budget must be a CapacityBudget, got {type(budget).__name__}")
         budget.check(Sequential(*modules))
         super().__init__(*modules)
         self.budget = budget
@@ -125,7 +125,7 @@ class BudgetedSequential(Sequential):
     def __setattr__(self, name, value):
         if name == "budget":
             if not isinstance(value, CapacityBudget):
-                raise TypeError(f"budget must be a CapacityBudget, got {type(value).__name__}")
+                raise ArgumentTypeError(f"budget must be a CapacityBudget, got {type(value).__name__}")
             value.check(self)
         elif isinstance(value, Module) and "budget" in self.__dict__:
             children = OrderedDict(self._modules)

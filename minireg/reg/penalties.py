@@ -47,7 +47,7 @@ class KernelPenalty(Penalty):
 
     def prox_(self, param, step):
         if is_scalar_step(step):
-            self._prox(param, check_strength("step", step))
+            self._prox(param, check_strength(f"{type(self).__name__}: step", step))
         else:
             self._scaled_prox(param, step)
         param._bump_version()
@@ -76,7 +76,7 @@ class L2(ElasticNetForm):
     """
 
     def __init__(self, alpha, select=None):
-        alpha = check_strength("alpha", alpha)
+        alpha = check_strength(f"{type(self).__name__}: alpha", alpha)
         super().__init__(select)
         self.alpha = alpha
 
@@ -101,7 +101,7 @@ class L1(ElasticNetForm):
     """
 
     def __init__(self, alpha, select=None):
-        alpha = check_strength("alpha", alpha)
+        alpha = check_strength(f"{type(self).__name__}: alpha", alpha)
         super().__init__(select)
         self.alpha = alpha
 
@@ -128,7 +128,7 @@ class ElasticNet(ElasticNetForm):
     """
 
     def __init__(self, alpha=1.0, l1_ratio=0.5, select=None):
-        alpha = check_strength("alpha", alpha)
+        alpha = check_strength(f"{type(self).__name__}: alpha", alpha)
         l1_ratio = check.probability("l1_ratio", l1_ratio, allow_one=True)
         super().__init__(select)
         self.alpha, self.l1_ratio = alpha, float(l1_ratio)
@@ -166,7 +166,7 @@ class GroupLasso(Penalty):
     has_prox = True
 
     def __init__(self, alpha, groups="rows", select=None):
-        alpha = check_strength("alpha", alpha)
+        alpha = check_strength(f"{type(self).__name__}: alpha", alpha)
         check.choice("groups", groups, tuple(_GROUPINGS))
         super().__init__(select)
         self.alpha, self.groups = alpha, groups
@@ -214,7 +214,8 @@ class GroupLasso(Penalty):
         """
         grouped, write_back = self._grouped(param, param.data)
         if is_scalar_step(step):
-            param.backend.kernels.prox_group_lasso_(grouped, check_strength("step", step) * self.alpha)
+            step = check_strength(f"{type(self).__name__}: step", step)
+            param.backend.kernels.prox_group_lasso_(grouped, step * self.alpha)
         else:
             xp = param.backend.xp
             steps, _ = self._grouped(param, step)
@@ -271,7 +272,7 @@ class Orthogonal(Penalty):
     """
 
     def __init__(self, beta=1e-4, mode="off_diagonal", select=None):
-        beta = check_strength("beta", beta)
+        beta = check_strength(f"{type(self).__name__}: beta", beta)
         check.choice("mode", mode, ("off_diagonal", "full"))
         super().__init__(select)
         self.beta, self.mode = beta, mode
@@ -318,9 +319,9 @@ class SpectralNormPenalty(Penalty):
     """
 
     def __init__(self, beta, n_power_iterations=1, eps=1e-12, select=None):
-        beta = check_strength("beta", beta)
+        beta = check_strength(f"{type(self).__name__}: beta", beta)
         n_power_iterations = check.positive_int("n_power_iterations", n_power_iterations)
-        eps = check_strength("eps", eps, allow_zero=False)
+        eps = check_strength(f"{type(self).__name__}: eps", eps, allow_zero=False)
         super().__init__(select)
         self.beta, self.n_power_iterations, self.eps = beta, n_power_iterations, eps
         self._left = {}   # id(parameter) -> u; not a WeakKeyDictionary, whose lookups use == (elementwise)

@@ -12,7 +12,7 @@ import numpy as np
 from minireg import functional as F
 from minireg._config import get_default_dtype, is_grad_enabled, no_grad
 from minireg.autograd import grad
-from minireg.errors import DeviceError, ShapeError
+from minireg.errors import ArgumentError, ArgumentTypeError, DeviceError, ShapeError
 from minireg.function import Function
 from minireg.nn.module import Module
 from minireg.nn.parameter import Parameter
@@ -61,20 +61,20 @@ class L2SP(KernelPenalty):
     """
 
     def __init__(self, alpha, reference, params=None, select=None):
-        alpha = check_strength("alpha", alpha)
+        alpha = check_strength(f"{type(self).__name__}: alpha", alpha)
         if isinstance(reference, dict):
             if params is not None:
-                raise ValueError("L2SP: give params only with a list of references, not with a dict")
+                raise ArgumentError("L2SP: give params only with a list of references, not with a dict")
             pairs = list(reference.items())
         elif isinstance(reference, (list, tuple)):
             params = list(params) if params is not None else None
             if params is None or len(params) != len(reference):
-                raise ValueError(f"L2SP: a list of {len(reference)} references needs params, a list of the same "
-                                 f"length (got {'none' if params is None else len(params)})")
+                raise ArgumentError(f"L2SP: a list of {len(reference)} references needs params, a list of the same "
+                                    f"length (got {'none' if params is None else len(params)})")
             pairs = list(zip(params, reference))
         else:
-            raise TypeError(f"L2SP: reference must be a dict {{param: reference}} or a list aligned with params, "
-                            f"got {type(reference).__name__}")
+            raise ArgumentTypeError(f"L2SP: reference must be a dict {{param: reference}} or a list aligned with "
+                                    f"params, got {type(reference).__name__}")
         references = {p: _reference_for(p, ref) for p, ref in pairs}
         super().__init__(select)
         self.alpha = alpha
@@ -91,7 +91,7 @@ class L2SP(KernelPenalty):
         try:
             return self._references[param]
         except KeyError:
-            raise ValueError(f"L2SP has no reference for this parameter of shape {tuple(param.shape)}") from None
+            raise ArgumentError(f"L2SP has no reference for this parameter of shape {tuple(param.shape)}") from None
 
     def selected(self, params):
         return [p for p in super().selected(params) if p in self._references]
@@ -154,11 +154,12 @@ def _check_precision_prior(prior):
         return None
     try:
         (a0, b0), (a, b) = prior
-        return tuple((check_strength("shape", s, allow_zero=False), check_strength("rate", r, allow_zero=False))
+        return tuple((check_strength("SoftWeightSharing: precision_prior shape", s, allow_zero=False),
+                       check_strength("SoftWeightSharing: precision_prior rate", r, allow_zero=False))
                      for s, r in ((a0, b0), (a, b)))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"precision_prior must be None or ((shape, rate) for the zero component, (shape, rate) "
-                         f"for the others), all finite and > 0; got {prior!r} ({exc})") from None
+        raise ArgumentError(f"SoftWeightSharing: precision_prior must be None or ((shape, rate) for the zero component, (shape, rate) "
+                            f"for the others), all finite and > 0; got {prior!r} ({exc})") from None
 
 
 class SoftWeightSharing(Module, Penalty):
@@ -192,12 +193,13 @@ class SoftWeightSharing(Module, Penalty):
                  precision_prior=ULLRICH_PRECISION_PRIOR, select=None, dtype=None):
         n_components = check.positive_int("n_components", n_components)
         if n_components < 2:
-            raise ValueError(f"n_components must be >= 2 (the zero component and at least one more), got {n_components}")
+            raise ArgumentError(f"SoftWeightSharing: n_components must be >= 2 (the zero component and at least "
+                                f"one more), got {n_components}")
         if isinstance(pi_zero, bool) or not isinstance(pi_zero, (int, float)) or not 0 < pi_zero < 1:
-            raise ValueError(f"pi_zero must be a number in (0, 1), got {pi_zero!r}")
-        init_range = check_strength("init_range", init_range)
-        init_std = check_strength("init_std", init_std, allow_zero=False)
-        tau = check_strength("tau", tau)
+            raise ArgumentError(f"pi_zero must be a number in (0, 1), got {pi_zero!r}")
+        init_range = check_strength(f"{type(self).__name__}: init_range", init_range)
+        init_std = check_strength(f"{type(self).__name__}: init_std", init_std, allow_zero=False)
+        tau = check_strength(f"{type(self).__name__}: tau", tau)
         precision_prior = _check_precision_prior(precision_prior)
         Module.__init__(self)
         Regularizer.__init__(self, select)

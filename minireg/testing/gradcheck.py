@@ -36,7 +36,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 import minireg
-from minireg.errors import GradcheckError, NonFiniteError, ShapeError
+from minireg.errors import ArgumentError, ArgumentTypeError, GradcheckError, NonFiniteError, ShapeError
 
 _MAX_DIAGNOSE_SIZE = 4096   # largest input size re-checked element by element after a directional failure
 
@@ -109,7 +109,7 @@ def _outputs(fn, xs):
     outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     for k, o in enumerate(outs):
         if not isinstance(o, minireg.Tensor):
-            raise TypeError(f"gradcheck: fn must return Tensors, output {k} is {type(o).__name__}")
+            raise ArgumentTypeError(f"gradcheck: fn must return Tensors, output {k} is {type(o).__name__}")
     hosts = [np.asarray(o.numpy()) for o in outs]
     keep = [k for k, h in enumerate(hosts) if h.dtype.kind == "f"]   # integer/bool outputs are not checked
     return [outs[k] for k in keep], [hosts[k] for k in keep]
@@ -276,7 +276,7 @@ def gradcheck(fn, inputs, *, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-4, 
     ``raise_exception=False``). NaN/inf outputs or gradients raise ``NonFiniteError``.
     """
     if mode not in ("auto", "full", "directional"):
-        raise ValueError(f"gradcheck: mode must be 'auto', 'full' or 'directional', got {mode!r}")
+        raise ArgumentError(f"gradcheck: mode must be 'auto', 'full' or 'directional', got {mode!r}")
     ins = _Inputs(inputs)
     rng = np.random.default_rng(seed)
     vs = _cotangents(_outputs(fn, ins.make())[1], grad_outputs, rng)

@@ -335,14 +335,14 @@ def test_negative_or_non_finite_strengths_are_refused(name, value):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: R1(lazy_interval=0), "lazy_interval must be an integer >= 1, got 0"),
-    (lambda: R2(lazy_interval=2.0), "lazy_interval must be an integer >= 1, got 2.0"),
-    (lambda: InstanceNoise(anneal_steps=0), "anneal_steps must be an integer >= 1 or None, got 0"),
+    (lambda: R1(lazy_interval=0), "R1: lazy_interval must be an integer >= 1, got 0"),
+    (lambda: R2(lazy_interval=2.0), "R2: lazy_interval must be an integer, got 2.0"),
+    (lambda: InstanceNoise(anneal_steps=0), "InstanceNoise: anneal_steps must be an integer >= 1, got 0"),
     (lambda: LeCam(ema_decay=1.5), r"ema_decay must lie in \[0, 1\], got 1.5"),
     (lambda: ConsistencyRegularization(augment="rotate"), "augment must be one of .* or a callable, got 'rotate'"),
 ])
 def test_invalid_options_are_refused(make, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(mr.MiniregError, match=message):
         make()
 
 
