@@ -9,7 +9,7 @@ from minireg.checkpoint import load, save
 from minireg.backend import available_backends, current_backend, get_backend, set_backend, using_backend
 from minireg.errors import (ArgumentError, ArgumentTypeError, BackendUnavailableError, CheckpointError, DeviceError,
                             DTypeError, GradcheckError, GraphError, IndexOutOfRangeError, MiniregError,
-                            NonFiniteError, NotFittedError, ShapeError)
+                            MissingDataError, NonFiniteError, NotFittedError, ShapeError)
 from minireg.creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, linspace, ones, ones_like,
                               zeros, zeros_like)
 from minireg.function import Function

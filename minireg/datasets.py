@@ -40,7 +40,7 @@ import numpy as np
 
 from minireg import check
 from minireg.data import Standardizer, train_val_split
-from minireg.errors import ArgumentError
+from minireg.errors import ArgumentError, MissingDataError
 
 FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 _FASHION_HINT = ("install with `sudo apt-get install dataset-fashion-mnist` "
@@ -91,7 +91,7 @@ def _find(directory, name, hint):
         path = os.path.join(directory, candidate)
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(f"{name}(.gz) not found in {directory}: {hint}")
+    raise MissingDataError(f"{name}(.gz) not found in {directory}: {hint}")
 
 
 def _load_idx_dataset(directory, flatten, scale, hint):
@@ -122,7 +122,7 @@ def _sklearn_data(name):
     """Path of a file bundled with scikit-learn, found without importing scikit-learn."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None:
-        raise FileNotFoundError(f"{name} ships with scikit-learn, which is not installed: pip install scikit-learn")
+        raise MissingDataError(f"{name} ships with scikit-learn, which is not installed: pip install scikit-learn")
     return os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
 
 

@@ -58,3 +58,8 @@ class IndexOutOfRangeError(MiniregError, IndexError):
 
 class NotFittedError(MiniregError, ValueError):
     """A fitted object (e.g. ``data.Standardizer``) used before ``fit``, as in scikit-learn."""
+
+
+class MissingDataError(MiniregError, FileNotFoundError):
+    """A data set that a loader or study task needs is not installed; the message says how to
+    install it (nothing is ever downloaded at run time)."""

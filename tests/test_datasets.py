@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minireg import datasets
+from minireg.errors import MissingDataError
 
 HAVE_FASHION = os.path.isfile(os.path.join(datasets.FASHION_MNIST_PATH, "train-images-idx3-ubyte.gz"))
 needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not installed: "
@@ -82,12 +83,12 @@ def test_load_mnist_checks_image_and_label_counts(tmp_path):
 def test_load_mnist_names_the_missing_file(tmp_path):
     write_mnist_dir(tmp_path, gzipped=True)
     os.remove(tmp_path / "t10k-images-idx3-ubyte.gz")
-    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\(.gz\) not found in .*MNIST idx files"):
+    with pytest.raises(MissingDataError, match=r"t10k-images-idx3-ubyte\(.gz\) not found in .*MNIST idx files"):
         datasets.load_mnist(str(tmp_path))
 
 
 def test_missing_fashion_mnist_gives_the_install_hint(tmp_path):
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(MissingDataError) as info:
         datasets.load_fashion_mnist(path=str(tmp_path / "nowhere"))
     message = str(info.value)
     assert str(tmp_path / "nowhere") in message

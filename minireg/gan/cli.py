@@ -107,7 +107,7 @@ def run(args):
             result = gan.train(names[0], strength=args.strength, steps=args.steps, seed=args.seed, out_dir=out,
                                data=data, conditional=args.conditional, num_eval=args.num_eval,
                                eval_points=args.eval_points, verbose=0 if args.quiet else 1)
-    except (MiniregError, FileNotFoundError) as exc:
+    except MiniregError as exc:
         return _fail(str(exc))
     m, u = result["metrics"], result["untrained"]
     strength = "" if result["strength"] is None else f" (strength {result['strength']:g})"

@@ -29,12 +29,8 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
-from minireg.errors import ArgumentError
+from minireg.errors import ArgumentError, MissingDataError
 from minireg.study import classify, families, gan, linear
-
-
-class MissingData(ArgumentError):
-    """The task's data is not installed; the message says how to install it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +80,14 @@ def _require_fashion():
     from minireg.datasets import _FASHION_HINT, _IDX_FILES, FASHION_MNIST_PATH
     present = set(os.listdir(FASHION_MNIST_PATH)) if os.path.isdir(FASHION_MNIST_PATH) else set()
     if any(name not in present and name + ".gz" not in present for pair in _IDX_FILES for name in pair):
-        raise MissingData(f"this task needs the Fashion-MNIST data in {FASHION_MNIST_PATH}, which is missing: "
+        raise MissingDataError(f"this task needs the Fashion-MNIST data in {FASHION_MNIST_PATH}, which is missing: "
                           f"{_FASHION_HINT}")
 
 
 def _require_sklearn():
     import importlib.util
     if importlib.util.find_spec("sklearn") is None:
-        raise MissingData("this task reads the data that scikit-learn ships: pip install 'minireg[study]'")
+        raise MissingDataError("this task reads the data that scikit-learn ships: pip install 'minireg[study]'")
 
 
 # -- reading a run's point ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from minireg.errors import ArgumentError
+from minireg.errors import ArgumentError, MissingDataError
 from minireg.study import data as study_data
 from minireg.study import families as study_families
 from minireg.study import runner
@@ -173,7 +173,7 @@ def test_options_are_checked_before_the_first_run(tmp_path, monkeypatch, options
 def test_missing_fashion_mnist_gives_the_install_hint(tmp_path, monkeypatch):
     import minireg.datasets
     monkeypatch.setattr(minireg.datasets, "FASHION_MNIST_PATH", str(tmp_path / "nothing"))
-    with pytest.raises(ArgumentError, match="apt-get install .*dataset-fashion-mnist"):
+    with pytest.raises(MissingDataError, match="apt-get install .*dataset-fashion-mnist"):
         run_study(task="cnn-fashion", out=str(tmp_path / "out"), progress=False)
 
 
