@@ -37,6 +37,7 @@ def config():
         "cupy_status": "available" if cupy_ok else cupy_reason,
         "kernels": backend.kernels.name if backend else "none",
         "compiled_extension": "built" if kernels.HAVE_COMPILED else f"missing ({kernels.COMPILED_IMPORT_ERROR})",
+        "compiled_build": _compiled_build() if kernels.HAVE_COMPILED else "none",
         "MINIREG_PURE_PYTHON": os.environ.get("MINIREG_PURE_PYTHON", ""),
         "openmp": f"{omp['openmp']} (max threads {omp['max_threads']})",
         "executable": sys.executable,
@@ -51,3 +52,8 @@ def show_config(file=None):
     ``MINIREG_BACKEND`` that cannot be used is reported on a ``problem`` line, not raised."""
     for key, value in config().items():
         print(f"{key:>20}: {value}", file=file or sys.stdout)
+
+
+def _compiled_build():
+    from minireg.kernels.compiled import compiled_module
+    return "avx2" if compiled_module().__name__.endswith("_avx2") else "baseline"

@@ -193,8 +193,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     window = Window.of(weight.shape[2:], stride, padding, dilation)
     extra = pair(output_padding, "output_padding", 0)
     if any(e >= builtins.max(s, d) for e, s, d in zip(extra, window.stride, window.dilation)):
-        raise ValueError(f"conv_transpose2d: output_padding {extra} must be smaller than stride {window.stride} "
-                         f"or dilation {window.dilation}")
+        raise ArgumentError(f"conv_transpose2d: output_padding {extra} must be smaller than stride "
+                            f"{window.stride} or dilation {window.dilation}")
     grid = x.shape[2:]
     size = tuple((g - 1) * s - 2 * p + e + o for g, s, p, e, o in zip(grid, window.stride, window.padding,
                                                                         window.span, extra))

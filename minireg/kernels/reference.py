@@ -16,30 +16,10 @@ import functools
 import math
 from typing import NamedTuple
 
-from minireg.errors import DTypeError, ShapeError
+from minireg import check
+from minireg.errors import ArgumentError, DTypeError, ShapeError
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-def _nonnegative(name, value):
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
-
-
-def _positive(name, value):
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
-
-
-def _unit_interval(name, value):
-    value = float(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return value
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,7 +97,7 @@ class Kernels:
 
     def l1_grad_(self, g, w, alpha):
         """g += alpha * sign(w)  (sign(0) = 0: the minimum-norm subgradient)"""
-        alpha = _nonnegative("alpha", alpha)
+        alpha = check.nonnegative("alpha", alpha)
         _check_arrays(self.xp, g=g, w=w)
         return self._l1_grad(g, w, alpha)
 
@@ -127,7 +107,7 @@ class Kernels:
 
     def l2_grad_(self, g, w, alpha):
         """g += alpha * w"""
-        alpha = _nonnegative("alpha", alpha)
+        alpha = check.nonnegative("alpha", alpha)
         _check_arrays(self.xp, g=g, w=w)
         return self._l2_grad(g, w, alpha)
 
@@ -137,7 +117,7 @@ class Kernels:
 
     def elastic_net_grad_(self, g, w, l1, l2):
         """g += l1 * sign(w) + l2 * w"""
-        l1, l2 = _nonnegative("l1", l1), _nonnegative("l2", l2)
+        l1, l2 = check.nonnegative("l1", l1), check.nonnegative("l2", l2)
         _check_arrays(self.xp, g=g, w=w)
         return self._elastic_net_grad(g, w, l1, l2)
 
@@ -149,7 +129,7 @@ class Kernels:
 
     def prox_l1_(self, w, t):
         """w = sign(w) * max(|w| - t, 0)  (soft threshold: prox of t*||w||_1)"""
-        t = _nonnegative("t", t)
+        t = check.nonnegative("t", t)
         _check_arrays(self.xp, w=w)
         return self._prox_l1(w, t)
 
@@ -158,7 +138,7 @@ class Kernels:
 
     def prox_l2_(self, w, t):
         """w = w / (1 + t)  (prox of t/2 * ||w||^2)"""
-        t = _nonnegative("t", t)
+        t = check.nonnegative("t", t)
         _check_arrays(self.xp, w=w)
         return self._prox_l2(w, t)
 
@@ -168,7 +148,7 @@ class Kernels:
 
     def prox_elastic_net_(self, w, t1, t2):
         """w = soft(w, t1) / (1 + t2)  (prox of t1*||w||_1 + t2/2 * ||w||^2)"""
-        t1, t2 = _nonnegative("t1", t1), _nonnegative("t2", t2)
+        t1, t2 = check.nonnegative("t1", t1), check.nonnegative("t2", t2)
         _check_arrays(self.xp, w=w)
         return self._prox_elastic_net(w, t1, t2)
 
@@ -181,7 +161,7 @@ class Kernels:
         """w = soft(w, steps*l1) / (1 + steps*l2) elementwise, ``steps`` an array like w (> 0): the prox
         of l1*||w||_1 + l2/2 * ||w||^2 in the diagonal metric diag(1/steps) of an adaptive optimizer
         (Adam: steps = lr / (sqrt(vhat) + eps)). No compiled version yet: every table uses this one."""
-        l1, l2 = _nonnegative("l1", l1), _nonnegative("l2", l2)
+        l1, l2 = check.nonnegative("l1", l1), check.nonnegative("l2", l2)
         _check_arrays(self.xp, w=w, steps=steps)
         return self._prox_elastic_net_scaled(w, steps, l1, l2)
 
@@ -198,7 +178,7 @@ class Kernels:
         Rows with norm <= t (including zero rows) become 0. For column or filter groups, pass a
         transposed/reshaped view.
         """
-        t = _nonnegative("t", t)
+        t = check.nonnegative("t", t)
         _check_arrays(self.xp, ndim=2, w=w)
         if t == 0:  # identity, also for tiny rows whose squared norm underflows to 0
             return w
@@ -216,9 +196,9 @@ class Kernels:
 
     def clip_(self, w, lo, hi):
         """w = min(max(w, lo), hi)  (projection onto the box [lo, hi]; lo/hi may be infinite)"""
-        lo, hi = float(lo), float(hi)
+        lo, hi = check.real("clip: lo", lo, finite=False), check.real("clip: hi", hi, finite=False)
         if not lo <= hi:
-            raise ValueError(f"clip needs lo <= hi (neither NaN), got lo={lo!r}, hi={hi!r}")
+            raise ArgumentError(f"clip needs lo <= hi (neither NaN), got lo={lo!r}, hi={hi!r}")
         _check_arrays(self.xp, w=w)
         return self._clip(w, lo, hi)
 
@@ -228,7 +208,7 @@ class Kernels:
 
     def max_norm_(self, w, max_value):
         """Each row of 2-D w with ||row||_2 > max_value: row *= max_value / ||row||_2."""
-        max_value = _nonnegative("max_value", max_value)
+        max_value = check.nonnegative("max_value", max_value)
         _check_arrays(self.xp, ndim=2, w=w)
         return self._max_norm(w, max_value)
 
@@ -245,7 +225,7 @@ class Kernels:
         Sort-based (Duchi et al. 2008): w = soft(w, theta) with theta from the sorted |w|;
         identity when ||w||_1 <= radius.
         """
-        radius = _positive("radius", radius)
+        radius = check.positive("radius", radius)
         _check_arrays(self.xp, w=w)
         return self._project_l1_ball(w, radius)
 
@@ -269,7 +249,7 @@ class Kernels:
 
     def sgd_prox_step_(self, w, g, lr, l1, l2):
         """w = soft(w - lr*g, lr*l1) / (1 + lr*l2)  (proximal SGD step with elastic net)"""
-        lr, l1, l2 = _nonnegative("lr", lr), _nonnegative("l1", l1), _nonnegative("l2", l2)
+        lr, l1, l2 = check.nonnegative("lr", lr), check.nonnegative("l1", l1), check.nonnegative("l2", l2)
         _check_arrays(self.xp, w=w, g=g)
         return self._sgd_prox_step(w, g, lr, l1, l2)
 
@@ -286,11 +266,10 @@ class Kernels:
         mhat = m / (1 - b1^step);  vhat = v / (1 - b2^step)   (step: 1-based count)
         w -= lr*weight_decay*w;  w -= lr*mhat / (sqrt(vhat) + eps);  w = soft(w, lr*l1)
         """
-        if isinstance(step, bool) or int(step) != step or step < 1:
-            raise ValueError(f"step must be an integer >= 1 (1-based step count), got {step!r}")
-        lr, eps = _nonnegative("lr", lr), _nonnegative("eps", eps)
-        beta1, beta2 = _unit_interval("beta1", beta1), _unit_interval("beta2", beta2)
-        weight_decay, l1 = _nonnegative("weight_decay", weight_decay), _nonnegative("l1", l1)
+        step = check.integer("step (1-based step count)", step, low=1)
+        lr, eps = check.nonnegative("lr", lr), check.nonnegative("eps", eps)
+        beta1, beta2 = check.probability("beta1", beta1), check.probability("beta2", beta2)
+        weight_decay, l1 = check.nonnegative("weight_decay", weight_decay), check.nonnegative("l1", l1)
         _check_arrays(self.xp, w=w, g=g, m=m, v=v)
         coef = adamw_coefficients(int(step), lr, beta1, beta2, weight_decay, l1)
         return self._adamw_prox_step(w, g, m, v, beta1, beta2, eps, coef)
