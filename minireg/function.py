@@ -82,9 +82,8 @@ class Function:
         raise NotImplementedError
 
     def check_saved_versions(self):
-        """Raise a GraphError if a tensor that backward reads was changed in place since forward."""
-        if not self.saves and self.saves is not None:     # reads only shapes (Add, Sub, ...): hot path
-            return
+        """Raise a GraphError if a tensor that backward reads was changed in place since forward.
+        (The backward pass skips the call for ops with ``saves == ()``.)"""
         saved = (*range(len(self.inputs)), "output") if self.saves is None else self.saves
         for i in saved:
             t, recorded = (self.output, 0) if i == "output" else (self.inputs[i], self._versions[i])
@@ -98,14 +97,9 @@ class Function:
                     f"loss.backward()), or compute on a copy")
 
     def check_gradients(self, grads):
-        """``grads`` as returned by backward must be a tuple with one Tensor or None per input."""
+        """``grads`` as returned by backward must be a tuple (or list) with one Tensor or None per input;
+        the backward pass calls this only when its own cheap test of a tuple fails."""
         n = len(self.inputs)
-        if type(grads) is tuple and len(grads) == n:      # the usual case, checked cheaply (hot path)
-            for g in grads:
-                if g is not None and type(g) is not Tensor:
-                    break
-            else:
-                return grads
         if not isinstance(grads, (tuple, list)) or len(grads) != n or not all(
                 g is None or isinstance(g, Tensor) for g in grads):
             got = (f"a {type(grads).__name__}" if not isinstance(grads, (tuple, list)) else
