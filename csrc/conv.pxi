@@ -1,0 +1,233 @@
+# Convolution columns and max pooling (included by _ckernels.pyx)
+
+# -- convolution columns (the layout of minireg.functional_conv) ----------------------------------
+
+cdef inline void _window_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t grid,
+                               Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """The grid positions g in [lo, hi) whose pixel g * stride + offset lies inside [0, size)."""
+    lo[0] = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi[0] = 0 if offset > size - 1 else (size - 1 - offset) // stride + 1
+    hi[0] = min(hi[0], grid)
+    lo[0] = min(lo[0], hi[0])
+
+
+def im2col(const floating[:, :, :, :] x, floating[:, ::1] cols, Py_ssize_t kh, Py_ssize_t kw,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+           Py_ssize_t gh, Py_ssize_t gw, double pad_value):
+    """cols[(c*kh + i)*kw + j, (n*gh + y)*gw + g] = x[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw], or
+    pad_value where that pixel is outside x. x may have any strides (e.g. a transposed view)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    cdef floating pad = <floating>pad_value
+    for r in prange(C * kh * kw, nogil=True, schedule="static",
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        ox = j * dw - pw
+        _window_range(ox, sw, W, gw, &lo, &hi)
+        for n in range(N):
+            for y in range(gh):
+                iy = y * sh + i * dh - ph
+                col = (n * gh + y) * gw
+                if iy < 0 or iy >= H:
+                    for g in range(gw):
+                        cols[r, col + g] = pad
+                    continue
+                for g in range(lo):
+                    cols[r, col + g] = pad
+                for g in range(lo, hi):
+                    cols[r, col + g] = x[n, c, iy, g * sw + ox]
+                for g in range(hi, gw):
+                    cols[r, col + g] = pad
+
+
+def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] image, Py_ssize_t kh, Py_ssize_t kw,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+           Py_ssize_t gh, Py_ssize_t gw):
+    """The adjoint of im2col: image[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw] += cols[(c*kh + i)*kw + j,
+    (n*gh + y)*gw + g] for every pixel inside the image (the caller zeroes it). One channel per
+    thread, so no two threads write the same pixel."""
+    cdef Py_ssize_t N = image.shape[0], C = image.shape[1], H = image.shape[2], W = image.shape[3]
+    cdef Py_ssize_t r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    for c in prange(C, nogil=True, schedule="static",
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                ox = j * dw - pw
+                _window_range(ox, sw, W, gw, &lo, &hi)
+                for n in range(N):
+                    for y in range(gh):
+                        iy = y * sh + i * dh - ph
+                        if iy < 0 or iy >= H:
+                            continue
+                        col = (n * gh + y) * gw
+                        for g in range(lo, hi):
+                            image[n, c, iy, g * sw + ox] += cols[r, col + g]
+
+
+# -- max pooling (windows padded with -inf; tied maxima share the gradient evenly) -----------------
+# The helpers take a pointer to one (H, W) plane and its strides in elements: passing memoryviews
+# to a cdef function costs a reference count update per call.
+
+cdef struct Plane:
+    Py_ssize_t H, W, row, col      # size and strides (elements) of one image plane
+
+
+cdef inline floating _window_max(const floating* x, Plane p, Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t kh,
+                                 Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Max over the window at (y0, x0) (pixels outside count as -inf; NaN wins, as numpy.max)."""
+    cdef Py_ssize_t i, j, iy, ix
+    cdef floating m = -INFINITY, v
+    cdef bint nan = False
+    for i in range(kh):
+        iy = y0 + i * dh
+        if iy < 0 or iy >= p.H:
+            continue
+        for j in range(kw):
+            ix = x0 + j * dw
+            if 0 <= ix < p.W:
+                v = x[iy * p.row + ix * p.col]
+                m = v if v > m else m      # no data-dependent branch: a max instruction
+                nan = nan | (v != v)
+    return NAN if nan else m
+
+
+cdef inline Py_ssize_t _window_hits(const floating* x, Plane p, Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t kh,
+                                    Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, floating m) noexcept nogil:
+    """How many window entries equal the max m; padding entries (-inf) count when m is -inf."""
+    cdef Py_ssize_t i, j, iy, ix, hits = 0
+    for i in range(kh):
+        iy = y0 + i * dh
+        for j in range(kw):
+            ix = x0 + j * dw
+            if 0 <= iy < p.H and 0 <= ix < p.W:
+                hits += x[iy * p.row + ix * p.col] == m
+            else:
+                hits += m == -INFINITY
+    return hits
+
+
+cdef inline Plane _plane(const floating[:, :, :, :] x) noexcept nogil:
+    cdef Plane p
+    p.H, p.W = x.shape[2], x.shape[3]
+    p.row, p.col = x.strides[2] // <Py_ssize_t>sizeof(floating), x.strides[3] // <Py_ssize_t>sizeof(floating)
+    return p
+
+
+cdef struct Window:
+    Py_ssize_t kh, kw, sh, sw, ph, pw, dh, dw
+
+
+cdef void _pool_plane_2x2(int mode, const floating* g, Plane pg, const floating* x, Plane px, const floating* y,
+                          Plane py, floating* out, Plane po) noexcept nogil:
+    """_pool_plane for 2x2 windows with stride 2 (MaxPool2d(2)): constant trip counts let the
+    compiler unroll the window loops, which makes this case several times faster than the general
+    loops. Rows of x, g and out are read through row pointers (the column stride is kept general)."""
+    cdef Py_ssize_t oy, ox, a, b
+    cdef const floating* x0
+    cdef const floating* x1
+    cdef floating m, v00, v01, v10, v11, share, hits, h00, h01, h10, h11
+    for oy in range(py.H):
+        x0, x1 = x + 2 * oy * px.row, x + (2 * oy + 1) * px.row
+        for ox in range(py.W):
+            a, b = 2 * ox * px.col, (2 * ox + 1) * px.col
+            v00, v01, v10, v11 = x0[a], x0[b], x1[a], x1[b]
+            if mode == 0:
+                m = v00 if v00 > v01 else v01
+                m = v10 if v10 > m else m
+                m = v11 if v11 > m else m
+                out[oy * po.row + ox * po.col] = NAN if (v00 != v00) | (v01 != v01) | (v10 != v10) | (v11 != v11) else m
+                continue
+            m = y[oy * py.row + ox * py.col]
+            h00, h01, h10, h11 = v00 == m, v01 == m, v10 == m, v11 == m
+            hits = h00 + h01 + h10 + h11
+            if mode == 1:
+                share = g[oy * pg.row + ox * pg.col] / hits
+                out[2 * oy * po.row + 2 * ox * po.col] += share * h00
+                out[2 * oy * po.row + (2 * ox + 1) * po.col] += share * h01
+                out[(2 * oy + 1) * po.row + 2 * ox * po.col] += share * h10
+                out[(2 * oy + 1) * po.row + (2 * ox + 1) * po.col] += share * h11
+            else:
+                out[oy * po.row + ox * po.col] = (
+                    g[2 * oy * pg.row + 2 * ox * pg.col] * h00 + g[2 * oy * pg.row + (2 * ox + 1) * pg.col] * h01
+                    + g[(2 * oy + 1) * pg.row + 2 * ox * pg.col] * h10
+                    + g[(2 * oy + 1) * pg.row + (2 * ox + 1) * pg.col] * h11) / hits
+
+
+cdef void _pool_plane(int mode, const floating* g, Plane pg, const floating* x, Plane px, const floating* y,
+                      Plane py, floating* out, Plane po, Window w) noexcept nogil:
+    """One (n, c) plane of max_pool (mode 0: out = y), max_pool_scatter (1) or max_pool_gather (2).
+    A function of its own so that every pointer and size is a local the compiler keeps in registers
+    (in the parallel loop's body they are shared variables, reloaded after every store)."""
+    cdef Py_ssize_t oy, ox, i, j, iy, ix, y0, x0, hits
+    cdef floating m, share, total
+    if (w.kh == 2 and w.kw == 2 and w.sh == 2 and w.sw == 2 and w.ph == 0 and w.pw == 0
+            and w.dh == 1 and w.dw == 1):
+        _pool_plane_2x2(mode, g, pg, x, px, y, py, out, po)
+        return
+    for oy in range(py.H):
+        for ox in range(py.W):
+            y0, x0 = oy * w.sh - w.ph, ox * w.sw - w.pw
+            if mode == 0:
+                out[oy * po.row + ox * po.col] = _window_max(x, px, y0, x0, w.kh, w.kw, w.dh, w.dw)
+                continue
+            m = y[oy * py.row + ox * py.col]
+            hits = _window_hits(x, px, y0, x0, w.kh, w.kw, w.dh, w.dw, m)
+            share = g[oy * pg.row + ox * pg.col] / hits if mode == 1 else 0
+            total = 0
+            for i in range(w.kh):
+                iy = y0 + i * w.dh
+                if iy < 0 or iy >= px.H:
+                    continue
+                for j in range(w.kw):
+                    ix = x0 + j * w.dw
+                    if 0 <= ix < px.W:    # branch-free in the data (which entries are maxima)
+                        if mode == 1:
+                            out[iy * po.row + ix * po.col] += share * (x[iy * px.row + ix * px.col] == m)
+                        else:
+                            total = total + g[iy * pg.row + ix * pg.col] * (x[iy * px.row + ix * px.col] == m)
+            if mode == 2:
+                out[oy * po.row + ox * po.col] = total / hits
+
+
+cdef void _pool(int mode, const floating[:, :, :, :] g, const floating[:, :, :, :] x,
+                const floating[:, :, :, :] y, floating[:, :, :, ::1] out, Window w) noexcept nogil:
+    cdef Py_ssize_t q, n, c, C = x.shape[1]
+    cdef Plane px = _plane(x), py = _plane(y), pg = _plane(g), po
+    po.H, po.W, po.row, po.col = out.shape[2], out.shape[3], out.shape[3], 1
+    cdef bint parallel = x.shape[0] * C * px.H * px.W >= PARALLEL_MIN_SIZE // 8
+    for q in prange(x.shape[0] * C, schedule="static", use_threads_if=parallel):
+        n, c = q // C, q % C
+        _pool_plane(mode, &g[n, c, 0, 0], pg, &x[n, c, 0, 0], px, &y[n, c, 0, 0], py, &out[n, c, 0, 0], po, w)
+
+
+cdef inline Window _window(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                           Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    cdef Window w
+    w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw = kh, kw, sh, sw, ph, pw, dh, dw
+    return w
+
+
+def max_pool(const floating[:, :, :, :] x, floating[:, :, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw,
+             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
+    """y[n, c, oy, ox] = max over the window at (oy*sh - ph, ox*sw - pw); the grid is y's (gH, gW)."""
+    cdef const floating[:, :, :, :] grid = y     # only its shape is read
+    with nogil:
+        _pool(0, x, x, grid, y, _window(kh, kw, sh, sw, ph, pw, dh, dw))
+
+
+def max_pool_scatter(const floating[:, :, :, :] g, const floating[:, :, :, :] x, const floating[:, :, :, :] y,
+                     floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
+    """out (shape of x, zeroed by the caller) += g[window] / hits at every entry equal to the window's
+    max y[window]: the gradient of max pooling. One (n, c) plane per thread."""
+    with nogil:
+        _pool(1, g, x, y, out, _window(kh, kw, sh, sw, ph, pw, dh, dw))
+
+
+def max_pool_gather(const floating[:, :, :, :] g, const floating[:, :, :, :] x, const floating[:, :, :, :] y,
+                    floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
+    """The adjoint of max_pool_scatter: out[window] = sum of g over the window's maxima / hits."""
+    with nogil:
+        _pool(2, g, x, y, out, _window(kh, kw, sh, sw, ph, pw, dh, dw))
