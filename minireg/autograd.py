@@ -92,7 +92,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                                  "to the first backward if you need to go through the graph twice")
             key = id(fn)
             gy = grads[key] if key in keep else grads.pop(key)
-            if fn.saves is None or fn.saves:     # ops that read only shapes save () and skip the check
+            if fn._checks_versions:              # ops that read only shapes save () and skip the check
                 fn.check_saved_versions()
             gxs = fn.backward(gy)
             if type(gxs) is not tuple or len(gxs) != len(inputs):
@@ -111,14 +111,21 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
                     gx = cast(gx, x.dtype)
                 creator = x.creator
                 if creator is not None:
-                    if id(creator) not in grads:     # accumulate()'s first case, inlined (hot path)
-                        grads[id(creator)] = gx
+                    key = id(creator)
+                    if key not in grads:             # accumulate()'s first case, inlined (hot path)
+                        grads[key] = gx
                         heappush(heap, (-creator.generation, next(order), creator))
                     else:
-                        accumulate(id(creator), gx)
+                        accumulate(key, gx)
                 elif wanted is None:
-                    leaves[id(x)] = x
-                    accumulate(id(x), gx)
+                    key = id(x)
+                    if key not in grads:             # a leaf's first gradient (hot path)
+                        grads[key] = gx
+                        leaves[key] = x
+                    elif key in summed:              # accumulate()'s in-place case, inlined
+                        grads[key].data += gx.data
+                    else:
+                        accumulate(key, gx)
                 elif id(x) in keep:
                     accumulate(id(x), gx)
             processed.append(fn)
@@ -131,7 +138,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
     # Released only now: an op's output must stay alive until that op's own backward has run.
     if not retain_graph:
         for fn in processed:
-            fn.release()
+            fn.inputs = fn._output_ref = None     # drop what keeps the graph alive
     if wanted is not None:
         return [grads.get(id(_node(t))) for t in wanted]
 

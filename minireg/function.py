@@ -31,6 +31,14 @@ class Function:
     saves = None           # what backward reads: None (everything) or input positions and "output"
     _output_ref = None
     _versions = ()
+    # Derived from ``saves`` once per class (the hot paths read these instead of ``saves``):
+    _checks_versions = True   # backward reads a tensor, so its version is recorded and checked
+    _keeps_output = True      # backward reads ``self.output``, so the op keeps a weak reference to it
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._checks_versions = cls.saves is None or bool(cls.saves)
+        cls._keeps_output = cls.saves is None or "output" in cls.saves
 
     def __call__(self, *inputs):
         backend = inputs[0].backend
@@ -54,8 +62,8 @@ class Function:
         except ValueError as exc:
             shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
             raise ShapeError(f"{type(self).__name__}: cannot apply to inputs of shapes {shapes}: {exc}") from exc
-        if isinstance(y, np.generic):  # NumPy returns scalars from 0-d arithmetic; keep arrays
-            y = np.asarray(y)
+        if type(y) is not np.ndarray and isinstance(y, np.generic):   # NumPy returns scalars from 0-d
+            y = np.asarray(y)                                            # arithmetic; keep arrays
         out = _new_tensor(Tensor)      # Tensor._make inlined (hot path)
         out.data = y
         out.backend = backend
@@ -63,16 +71,21 @@ class Function:
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
-            if self.saves != ():       # ops that read only shapes have no versions to check
+            if self._checks_versions:  # ops that read only shapes have no versions to check
                 self._versions = tuple(map(_version, inputs))
             self.generation = generation
             out.generation = generation + 1
-            self._output_ref = weakref.ref(out)
+            if self._keeps_output:
+                self._output_ref = weakref.ref(out)
         return out
 
     @property
     def output(self):
-        """The output Tensor (alive during backward: later ops or the caller hold it)."""
+        """The output Tensor (alive during backward: later ops or the caller hold it); only for ops
+        whose ``saves`` names "output" (or is None)."""
+        if self._output_ref is None:
+            raise GraphError(f"{type(self).__name__}.backward reads self.output, but its saves = {self.saves!r} does not "
+                             f"name \"output\" (or the graph was freed)")
         return self._output_ref()
 
     def forward(self, *arrays):
@@ -112,8 +125,3 @@ class Function:
     def const(self, array):
         """Wrap a raw array computed in backward as a constant (non-differentiable) Tensor."""
         return Tensor._make(array, self.backend)
-
-    def release(self):
-        """Drop the references that keep the graph alive (called after backward)."""
-        self.inputs = None
-        self._output_ref = None

@@ -183,13 +183,14 @@ class Tensor:
         return F.cast(self, self.backend.dtype(dtype))
 
     # -- operators (one line each; the ops live in minireg.functional) --------------------------
-    def __add__(self, other): return F.Add()(self, operand(other, like=self))
+    # (``other if isinstance(other, Tensor)`` is operand()'s first case, inlined: the hot path)
+    def __add__(self, other): return F.Add()(self, other if isinstance(other, Tensor) else operand(other, self))
     def __radd__(self, other): return F.Add()(operand(other, like=self), self)
-    def __sub__(self, other): return F.Sub()(self, operand(other, like=self))
+    def __sub__(self, other): return F.Sub()(self, other if isinstance(other, Tensor) else operand(other, self))
     def __rsub__(self, other): return F.Sub()(operand(other, like=self), self)
-    def __mul__(self, other): return F.Mul()(self, operand(other, like=self))
+    def __mul__(self, other): return F.Mul()(self, other if isinstance(other, Tensor) else operand(other, self))
     def __rmul__(self, other): return F.Mul()(operand(other, like=self), self)
-    def __truediv__(self, other): return F.Div()(self, operand(other, like=self))
+    def __truediv__(self, other): return F.Div()(self, other if isinstance(other, Tensor) else operand(other, self))
     def __rtruediv__(self, other): return F.Div()(operand(other, like=self), self)
     def __pow__(self, other): return F.Pow()(self, operand(other, like=self))
     def __rpow__(self, other): return F.Pow()(operand(other, like=self), self)

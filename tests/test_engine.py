@@ -263,3 +263,21 @@ def test_backward_must_return_one_tensor_or_none_per_input(returned, got):
     with pytest.raises(mr.GraphError, match=rf"Double.backward must return a tuple with one Tensor or None per input \(1 here.*got.*{got}"):
         Double()(x).sum().backward()
     assert x.grad is None
+
+
+def test_an_op_that_reads_its_output_must_declare_it():
+    # Ops keep a reference to their output only when ``saves`` names it (a cost on every op otherwise).
+    class Square(mr.Function):
+        saves = (0,)
+        def forward(self, a): return a * a
+        def backward(self, gy): return (gy * 2.0 * self.output / self.inputs[0],)
+
+    class DeclaredSquare(Square):
+        saves = (0, "output")
+
+    assert (Square._keeps_output, DeclaredSquare._keeps_output, F.Add._keeps_output) == (False, True, False)
+    x = t64([1.0, 2.0])
+    with pytest.raises(mr.GraphError, match=r"Square.backward reads self.output, but its saves = \(0,\) does not name"):
+        Square()(x).sum().backward()
+    DeclaredSquare()(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
