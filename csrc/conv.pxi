@@ -11,58 +11,72 @@ cdef inline void _window_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t 
     lo[0] = min(lo[0], hi[0])
 
 
+# Threads pay for a conv or pool pass from about this many elements written: each is a copy or a
+# few compares per element (~1 ns), so 64k elements are ~50 us of serial work, well above the cost
+# of waking a sleeping thread (OMP_WAIT_POLICY=PASSIVE). Smaller passes stay serial.
+cdef enum:
+    CONV_PARALLEL_MIN_SIZE = 1 << 16
+
+
 def im2col(const floating[:, :, :, :] x, floating[:, ::1] cols, Py_ssize_t kh, Py_ssize_t kw,
            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
            Py_ssize_t gh, Py_ssize_t gw, double pad_value):
     """cols[(c*kh + i)*kw + j, (n*gh + y)*gw + g] = x[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw], or
-    pad_value where that pixel is outside x. x may have any strides (e.g. a transposed view)."""
+    pad_value where that pixel is outside x. x may have any strides (e.g. a transposed view).
+    One (row, image) block per iteration: rows alone are too few to share out (9 for a 3x3 conv
+    on one channel)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    cdef Py_ssize_t q, r, c, i, j, n, y, g, iy, ox, col, lo, hi
     cdef floating pad = <floating>pad_value
-    for r in prange(C * kh * kw, nogil=True, schedule="static",
-                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
+    for q in prange(C * kh * kw * N, nogil=True, schedule="static",
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= CONV_PARALLEL_MIN_SIZE):
+        r, n = q // N, q % N
         c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
         ox = j * dw - pw
         _window_range(ox, sw, W, gw, &lo, &hi)
-        for n in range(N):
-            for y in range(gh):
-                iy = y * sh + i * dh - ph
-                col = (n * gh + y) * gw
-                if iy < 0 or iy >= H:
-                    for g in range(gw):
-                        cols[r, col + g] = pad
-                    continue
-                for g in range(lo):
+        for y in range(gh):
+            iy = y * sh + i * dh - ph
+            col = (n * gh + y) * gw
+            if iy < 0 or iy >= H:
+                for g in range(gw):
                     cols[r, col + g] = pad
-                for g in range(lo, hi):
-                    cols[r, col + g] = x[n, c, iy, g * sw + ox]
-                for g in range(hi, gw):
-                    cols[r, col + g] = pad
+                continue
+            for g in range(lo):
+                cols[r, col + g] = pad
+            for g in range(lo, hi):
+                cols[r, col + g] = x[n, c, iy, g * sw + ox]
+            for g in range(hi, gw):
+                cols[r, col + g] = pad
 
 
 def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] image, Py_ssize_t kh, Py_ssize_t kw,
            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
            Py_ssize_t gh, Py_ssize_t gw):
-    """The adjoint of im2col: image[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw] += cols[(c*kh + i)*kw + j,
-    (n*gh + y)*gw + g] for every pixel inside the image (the caller zeroes it). One channel per
-    thread, so no two threads write the same pixel."""
+    """The adjoint of im2col: image[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw] = the sum of
+    cols[(c*kh + i)*kw + j, (n*gh + y)*gw + g] over the windows reading that pixel (0 if none;
+    image may hold anything on entry). One (channel, image) plane per iteration, zeroed there while
+    it is in cache, so no two threads write the same pixel and each pixel sums its windows in the
+    same order (i, j) whatever the number of threads."""
     cdef Py_ssize_t N = image.shape[0], C = image.shape[1], H = image.shape[2], W = image.shape[3]
-    cdef Py_ssize_t r, c, i, j, n, y, g, iy, ox, col, lo, hi
-    for c in prange(C, nogil=True, schedule="static",
-                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
+    cdef Py_ssize_t q, r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    for q in prange(C * N, nogil=True, schedule="static",
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= CONV_PARALLEL_MIN_SIZE):
+        c, n = q // N, q % N
+        for iy in range(H):
+            for g in range(W):
+                image[n, c, iy, g] = 0
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
                 ox = j * dw - pw
                 _window_range(ox, sw, W, gw, &lo, &hi)
-                for n in range(N):
-                    for y in range(gh):
-                        iy = y * sh + i * dh - ph
-                        if iy < 0 or iy >= H:
-                            continue
-                        col = (n * gh + y) * gw
-                        for g in range(lo, hi):
-                            image[n, c, iy, g * sw + ox] += cols[r, col + g]
+                for y in range(gh):
+                    iy = y * sh + i * dh - ph
+                    if iy < 0 or iy >= H:
+                        continue
+                    col = (n * gh + y) * gw
+                    for g in range(lo, hi):
+                        image[n, c, iy, g * sw + ox] += cols[r, col + g]
 
 
 # -- max pooling (windows padded with -inf; tied maxima share the gradient evenly) -----------------
@@ -118,15 +132,29 @@ cdef struct Window:
     Py_ssize_t kh, kw, sh, sw, ph, pw, dh, dw
 
 
+cdef inline void _zero_plane(floating* out, Plane po, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t x0,
+                             Py_ssize_t x1) noexcept nogil:
+    """Zero rows [y0, y1) x columns [x0, x1) of one output plane."""
+    cdef Py_ssize_t iy, ix
+    for iy in range(y0, y1):
+        for ix in range(x0, x1):
+            out[iy * po.row + ix * po.col] = 0
+
+
 cdef void _pool_plane_2x2(int mode, const floating* g, Plane pg, const floating* x, Plane px, const floating* y,
                           Plane py, floating* out, Plane po) noexcept nogil:
     """_pool_plane for 2x2 windows with stride 2 (MaxPool2d(2)): constant trip counts let the
     compiler unroll the window loops, which makes this case several times faster than the general
-    loops. Rows of x, g and out are read through row pointers (the column stride is kept general)."""
+    loops. Rows of x, g and out are read through row pointers (the column stride is kept general).
+    The windows do not overlap, so the scatter (mode 1) assigns every pixel of a window once and
+    zeroes only the last row and column that no window covers (odd H or W)."""
     cdef Py_ssize_t oy, ox, a, b
     cdef const floating* x0
     cdef const floating* x1
     cdef floating m, v00, v01, v10, v11, share, hits, h00, h01, h10, h11
+    if mode == 1:
+        _zero_plane(out, po, 2 * py.H, px.H, 0, px.W)
+        _zero_plane(out, po, 0, 2 * py.H, 2 * py.W, px.W)
     for oy in range(py.H):
         x0, x1 = x + 2 * oy * px.row, x + (2 * oy + 1) * px.row
         for ox in range(py.W):
@@ -143,10 +171,10 @@ cdef void _pool_plane_2x2(int mode, const floating* g, Plane pg, const floating*
             hits = h00 + h01 + h10 + h11
             if mode == 1:
                 share = g[oy * pg.row + ox * pg.col] / hits
-                out[2 * oy * po.row + 2 * ox * po.col] += share * h00
-                out[2 * oy * po.row + (2 * ox + 1) * po.col] += share * h01
-                out[(2 * oy + 1) * po.row + 2 * ox * po.col] += share * h10
-                out[(2 * oy + 1) * po.row + (2 * ox + 1) * po.col] += share * h11
+                out[2 * oy * po.row + 2 * ox * po.col] = share * h00
+                out[2 * oy * po.row + (2 * ox + 1) * po.col] = share * h01
+                out[(2 * oy + 1) * po.row + 2 * ox * po.col] = share * h10
+                out[(2 * oy + 1) * po.row + (2 * ox + 1) * po.col] = share * h11
             else:
                 out[oy * po.row + ox * po.col] = (
                     g[2 * oy * pg.row + 2 * ox * pg.col] * h00 + g[2 * oy * pg.row + (2 * ox + 1) * pg.col] * h01
@@ -157,6 +185,7 @@ cdef void _pool_plane_2x2(int mode, const floating* g, Plane pg, const floating*
 cdef void _pool_plane(int mode, const floating* g, Plane pg, const floating* x, Plane px, const floating* y,
                       Plane py, floating* out, Plane po, Window w) noexcept nogil:
     """One (n, c) plane of max_pool (mode 0: out = y), max_pool_scatter (1) or max_pool_gather (2).
+    Every output pixel is written (the scatter zeroes its plane first, while it is in cache).
     A function of its own so that every pointer and size is a local the compiler keeps in registers
     (in the parallel loop's body they are shared variables, reloaded after every store)."""
     cdef Py_ssize_t oy, ox, i, j, iy, ix, y0, x0, hits
@@ -165,6 +194,8 @@ cdef void _pool_plane(int mode, const floating* g, Plane pg, const floating* x, 
             and w.dh == 1 and w.dw == 1):
         _pool_plane_2x2(mode, g, pg, x, px, y, py, out, po)
         return
+    if mode == 1:
+        _zero_plane(out, po, 0, px.H, 0, px.W)
     for oy in range(py.H):
         for ox in range(py.W):
             y0, x0 = oy * w.sh - w.ph, ox * w.sw - w.pw
@@ -191,11 +222,10 @@ cdef void _pool_plane(int mode, const floating* g, Plane pg, const floating* x, 
 
 
 cdef void _pool(int mode, const floating[:, :, :, :] g, const floating[:, :, :, :] x,
-                const floating[:, :, :, :] y, floating[:, :, :, ::1] out, Window w) noexcept nogil:
+                const floating[:, :, :, :] y, floating[:, :, :, :] out, Window w) noexcept nogil:
     cdef Py_ssize_t q, n, c, C = x.shape[1]
-    cdef Plane px = _plane(x), py = _plane(y), pg = _plane(g), po
-    po.H, po.W, po.row, po.col = out.shape[2], out.shape[3], out.shape[3], 1
-    cdef bint parallel = x.shape[0] * C * px.H * px.W >= PARALLEL_MIN_SIZE // 8
+    cdef Plane px = _plane(x), py = _plane(y), pg = _plane(g), po = _plane(out)
+    cdef bint parallel = x.shape[0] * C * px.H * px.W >= CONV_PARALLEL_MIN_SIZE
     for q in prange(x.shape[0] * C, schedule="static", use_threads_if=parallel):
         n, c = q // C, q % C
         _pool_plane(mode, &g[n, c, 0, 0], pg, &x[n, c, 0, 0], px, &y[n, c, 0, 0], py, &out[n, c, 0, 0], po, w)
@@ -208,7 +238,7 @@ cdef inline Window _window(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize
     return w
 
 
-def max_pool(const floating[:, :, :, :] x, floating[:, :, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw,
+def max_pool(const floating[:, :, :, :] x, floating[:, :, :, :] y, Py_ssize_t kh, Py_ssize_t kw,
              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
     """y[n, c, oy, ox] = max over the window at (oy*sh - ph, ox*sw - pw); the grid is y's (gH, gW)."""
     cdef const floating[:, :, :, :] grid = y     # only its shape is read
@@ -217,17 +247,18 @@ def max_pool(const floating[:, :, :, :] x, floating[:, :, :, ::1] y, Py_ssize_t 
 
 
 def max_pool_scatter(const floating[:, :, :, :] g, const floating[:, :, :, :] x, const floating[:, :, :, :] y,
-                     floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                     floating[:, :, :, :] out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
-    """out (shape of x, zeroed by the caller) += g[window] / hits at every entry equal to the window's
-    max y[window]: the gradient of max pooling. One (n, c) plane per thread."""
+    """out (shape of x, any strides) = the sum of g[window] / hits over the windows whose max y[window]
+    this entry equals (0 elsewhere): the gradient of max pooling. One (n, c) plane per thread."""
     with nogil:
         _pool(1, g, x, y, out, _window(kh, kw, sh, sw, ph, pw, dh, dw))
 
 
 def max_pool_gather(const floating[:, :, :, :] g, const floating[:, :, :, :] x, const floating[:, :, :, :] y,
-                    floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                    floating[:, :, :, :] out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
-    """The adjoint of max_pool_scatter: out[window] = sum of g over the window's maxima / hits."""
+    """The adjoint of max_pool_scatter: out[window] (shape of y, any strides) = sum of g over the window's
+    maxima / hits."""
     with nogil:
         _pool(2, g, x, y, out, _window(kh, kw, sh, sw, ph, pw, dh, dw))

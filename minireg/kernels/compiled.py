@@ -157,7 +157,7 @@ class CompiledKernels(Kernels):
         if not _native((), (cols,)):
             return super()._col2im(cols, image_size, kernel, stride, padding, dilation, grid)
         c, n = cols.shape[0] // (kernel[0] * kernel[1]), cols.shape[1] // (grid[0] * grid[1])
-        image = numpy.zeros((n, c, *image_size), cols.dtype)
+        image = numpy.empty((n, c, *image_size), cols.dtype)   # the kernel zeroes each plane
         self._ck.col2im(cols, image, *kernel, *stride, *padding, *dilation, *grid)
         return image
 
@@ -169,17 +169,20 @@ class CompiledKernels(Kernels):
         return y
 
     def _max_pool_scatter(self, g, x, y, kernel, stride, padding, dilation):
-        return self._pool_pass("max_pool_scatter", x.shape, g, x, y, kernel, stride, padding, dilation)
+        return self._pool_pass("max_pool_scatter", x, g, x, y, kernel, stride, padding, dilation)
 
     def _max_pool_gather(self, g, x, y, kernel, stride, padding, dilation):
-        return self._pool_pass("max_pool_gather", y.shape, g, x, y, kernel, stride, padding, dilation)
+        return self._pool_pass("max_pool_gather", y, g, x, y, kernel, stride, padding, dilation)
 
-    def _pool_pass(self, name, shape, g, x, y, kernel, stride, padding, dilation):
-        """One of the two linear passes of max pooling's gradient, into a new array of ``shape``."""
+    def _pool_pass(self, name, like, g, x, y, kernel, stride, padding, dilation):
+        """One of the two linear passes of max pooling's gradient, into a new array with the shape and
+        memory layout of ``like`` (the kernel writes every entry). The scatter's output takes x's layout
+        (channel-major after a conv): the ReLU gradient and the conv's weight gradient that read it
+        next then run on matching, contiguous layouts instead of copying."""
         arrays = (g, x, y)
         if not (all(type(a) is numpy.ndarray for a in arrays) and x.dtype in _FLOAT_DTYPES and x.size
                 and g.dtype == x.dtype == y.dtype):
             return getattr(super(), f"_{name}")(g, x, y, kernel, stride, padding, dilation)
-        out = numpy.zeros(shape, x.dtype)
+        out = numpy.empty_like(like)
         getattr(self._ck, name)(g, x, y, out, *kernel, *stride, *padding, *dilation)
         return out
