@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 from minireg.errors import ArgumentError, ShapeError
 from minireg.function import Function
-from minireg.functional import _t, broadcast_to, matmul, mean, reshape, swapaxes, transpose
+from minireg.functional import _t, broadcast_to, matmul, mean, reshape, sum, swapaxes, transpose
 
-__all__ = ["Im2Col", "Col2Im", "MaxPool2d", "MaxPoolScatter", "MaxPoolGather", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample_nearest2d"]
+__all__ = ["Im2Col", "Col2Im", "ConvProduct", "MaxPool2d", "MaxPoolScatter", "MaxPoolGather", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample_nearest2d"]
 
 
 def pair(value, name, minimum):
@@ -146,6 +146,26 @@ class Col2Im(Function):
         return (Im2Col(*self.window, grid=self.grid)(gy),)
 
 
+class ConvProduct(Function):
+    """Per group g: y_g = W_g (O/groups, K) @ cols_g (K, M) + b_g, with the bias (groups, O/groups, 1)
+    added in place to the fresh product (one pass fewer over the conv's output than a separate add,
+    whose gradient would also reduce a 4-D broadcast). Backward is made of matmul and sum, so it
+    differentiates again."""
+    saves = (0, 1)
+
+    def forward(self, w, cols, b):
+        y = self.xp.matmul(w, cols)
+        y += b
+        return y
+
+    def backward(self, gy):
+        w, cols, b = self.inputs
+        gw = matmul(gy, swapaxes(cols, -1, -2)) if w.requires_grad else None
+        gcols = matmul(swapaxes(w, -1, -2), gy) if cols.requires_grad else None
+        gb = sum(gy, axis=-1, keepdims=True) if b.requires_grad else None
+        return gw, gcols, gb
+
+
 def _to_nchw(y, n, grid):
     """(C, N*gH*gW) -> (N, C, gH, gW)."""
     return transpose(reshape(y, (y.shape[0], n) + tuple(grid)), (1, 0, 2, 3))
@@ -156,7 +176,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation, as torch.nn.functional.conv2d.
 
     x (N, C, H, W), weight (O, C/groups, kH, kW), bias (O,) -> (N, O, gH, gW) with
-    gH = (H + 2p - d*(kH-1) - 1) // s + 1. Per group g: y_g = W_g (O/groups, C/groups*kH*kW) @ cols_g.
+    gH = (H + 2p - d*(kH-1) - 1) // s + 1. Per group g: y_g = W_g (O/groups, C/groups*kH*kW) @ cols_g + b_g.
+    The output is a channel-major (O, N, gH, gW) array seen as NCHW: the GEMM's own layout, kept
+    by the elementwise ops that follow (no transposing copy).
     """
     x, weight = _t(x), _t(weight)
     expect_nchw("conv2d", x)
@@ -170,9 +192,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     n, grid = x.shape[0], window.grid(x.shape[2:])
     columns = n * math.prod(grid)
     cols = reshape(Im2Col(*window)(x), (groups, group_channels * math.prod(window.kernel), columns))
-    y = matmul(reshape(weight, (groups, out_channels // groups, -1)), cols)
-    y = _to_nchw(reshape(y, (out_channels, columns)), n, grid)
-    return y if bias is None else y + reshape(bias, (out_channels, 1, 1))
+    w = reshape(weight, (groups, out_channels // groups, -1))
+    y = matmul(w, cols) if bias is None else ConvProduct()(w, cols, reshape(bias, (groups, out_channels // groups, 1)))
+    return _to_nchw(reshape(y, (out_channels, columns)), n, grid)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
