@@ -210,17 +210,33 @@ def compare(a, b, op):
 
 # ==== matmul =======================================================================================
 class MatMul(Function):
+    """a @ b, with either operand's last two axes swapped first (``transpose_a``, ``transpose_b``, as
+    in TensorFlow): gradients of products are products with transposed operands, so backward needs
+    no transpose ops and the result of a gradient GEMM comes out contiguous."""
     saves = (0, 1)
+
+    def __init__(self, transpose_a=False, transpose_b=False):
+        self.transpose_a, self.transpose_b = transpose_a, transpose_b
+
     def forward(self, a, b):
+        xp = self.xp
+        a = xp.matrix_transpose(a) if self.transpose_a else a
+        b = xp.matrix_transpose(b) if self.transpose_b else b
         if a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
                              f"{a.shape[-1]} (last axis of the first) != {b.shape[-2]} (second-to-last of the second)")
-        return self.xp.matmul(a, b)
+        return xp.matmul(a, b)
 
     def backward(self, gy):
+        # y = op_a(a) @ op_b(b): d op_a(a) = gy @ op_b(b)^T and d op_b(b) = op_a(a)^T @ gy, each written
+        # as one MatMul of the saved operands (TensorFlow's _MatMulGrad).
         a, b = self.inputs
-        ga = matmul(gy, swapaxes(b, -1, -2)) if a.requires_grad else None
-        gb = matmul(swapaxes(a, -1, -2), gy) if b.requires_grad else None
+        ta, tb = self.transpose_a, self.transpose_b
+        ga = gb = None
+        if a.requires_grad:
+            ga = MatMul(tb, True)(b, gy) if ta else MatMul(False, not tb)(gy, b)
+        if b.requires_grad:
+            gb = MatMul(True, ta)(gy, a) if tb else MatMul(not ta, False)(a, gy)
         return ga, gb
 
 

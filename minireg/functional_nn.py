@@ -6,7 +6,7 @@ from minireg._config import no_grad
 from minireg import check
 from minireg.errors import DTypeError, IndexOutOfRangeError, ShapeError
 from minireg.function import Function
-from minireg.functional import _t, getitem, matmul, reshape, sqrt, sum, transpose
+from minireg.functional import MatMul, _t, getitem, matmul, reshape, sqrt, sum
 from minireg.random import default_generator
 from minireg.tensor import Tensor
 
@@ -18,13 +18,18 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         y = self.xp.matmul(x, self.xp.matrix_transpose(w))
-        return y if b is None else y + b
+        if b is None:
+            return y
+        if y.dtype == b.dtype:
+            y += b         # into the fresh product: no second output array
+            return y
+        return y + b
 
     def backward(self, gy):
         x, w = self.inputs[0], self.inputs[1]
         gx = matmul(gy, w) if x.requires_grad else None
         gy_2d = reshape(gy, (-1, gy.shape[-1]))
-        gw = matmul(transpose(gy_2d), reshape(x, (-1, x.shape[-1]))) if w.requires_grad else None
+        gw = MatMul(transpose_a=True)(gy_2d, reshape(x, (-1, x.shape[-1]))) if w.requires_grad else None
         if len(self.inputs) == 2:
             return gx, gw
         return gx, gw, sum(gy_2d, axis=0) if self.inputs[2].requires_grad else None

@@ -11,12 +11,15 @@ Differences from PyTorch, on purpose:
 * class labels are validated before anything is computed; for labels that live on a device this
   costs one transfer of two scalars (their min and max) to the host.
 """
+import math
+
 import numpy as np
 
 from minireg import backend as _backends
 from minireg import check
 from minireg import functional as F
 from minireg.errors import ArgumentError, DeviceError, ShapeError
+from minireg.function import Function
 from minireg.tensor import Tensor, operand, tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -171,6 +174,51 @@ def nll_loss(input, target, reduction="mean"):
     return _reduce(-F.where(mask, input, 0.0).sum(axis=1), reduction)
 
 
+def _inverse_count(n):
+    return 1.0 / n if n else math.nan     # as F.mean: the mean of nothing is NaN
+
+
+class LabelCrossEntropy(Function):
+    """Cross entropy of logits x (N, C) against class labels (``mask``: True at (n, label_n)) with
+    label smoothing eps, reduced, in one op:
+
+        loss_n = -(1 - eps) log_softmax(x)[n, label_n] - eps / C * sum_c log_softmax(x)[n, c]
+
+    The forward pass and, for eps = 0, the gradient round exactly as the composite of
+    log_softmax, where and sums that it replaces (that composite still serves probability
+    targets). Backward is written with differentiable ops, gx = g (softmax(x) - q) with
+    q = (1 - eps) onehot + eps / C and g the upstream gradient per row, so it can be
+    differentiated again (gradient penalties on a classifier)."""
+    saves = (0,)
+
+    def __init__(self, mask, label_smoothing, reduction):
+        self.mask, self.eps, self.reduction = mask, label_smoothing, reduction
+
+    def forward(self, x):
+        xp, eps = self.xp, self.eps
+        shifted = x - xp.max(x, axis=1, keepdims=True)
+        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        loss = -xp.sum(xp.where(self.mask, log_probs, 0), axis=1)
+        if eps:
+            loss = (1.0 - eps) * loss - (eps / x.shape[1]) * xp.sum(log_probs, axis=1)
+        if self.reduction == "none":
+            return loss
+        total = xp.sum(loss)
+        return total * _inverse_count(x.shape[0]) if self.reduction == "mean" else total
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        n, c = x.shape
+        if self.reduction == "mean":
+            gy = gy * _inverse_count(n)
+        elif self.reduction == "none":
+            gy = F.reshape(gy, (n, 1))
+        q = self.xp.astype(self.mask, x.dtype)
+        if self.eps:
+            q = (1.0 - self.eps) * q + self.eps / c
+        return (F.exp(F.log_softmax(x, axis=1)) * gy - self.const(q) * gy,)
+
+
 def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
     """``-sum_c q[n, c] log_softmax(input)[n, c]`` for logits ``input`` of shape (N, C).
 
@@ -185,16 +233,14 @@ def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
     input = _check_scores(input, "cross_entropy")
     n, c = input.shape
     target = target if hasattr(target, "dtype") else np.asarray(target)
-    given_labels = _is_integer(target.dtype, input.backend) or target.ndim == 1
-    if given_labels:
-        mask = _target_mask(input, target, "cross_entropy")
-    else:
-        probs = operand(target, like=input)
-        if probs.shape != (n, c):
-            raise ShapeError(f"cross_entropy: probability targets must have the logits' shape {(n, c)}, "
-                             f"got {probs.shape}")
+    if _is_integer(target.dtype, input.backend) or target.ndim == 1:
+        return LabelCrossEntropy(_target_mask(input, target, "cross_entropy"), label_smoothing, reduction)(input)
+    probs = operand(target, like=input)
+    if probs.shape != (n, c):
+        raise ShapeError(f"cross_entropy: probability targets must have the logits' shape {(n, c)}, "
+                         f"got {probs.shape}")
     log_probs = F.log_softmax(input, axis=1)
-    loss = -(F.where(mask, log_probs, 0.0) if given_labels else log_probs * probs).sum(axis=1)
+    loss = -(log_probs * probs).sum(axis=1)
     if label_smoothing:
         loss = (1.0 - label_smoothing) * loss - (label_smoothing / c) * log_probs.sum(axis=1)
     return _reduce(loss, reduction)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import minireg as mr
+from minireg import F
 from minireg import losses as L
 from minireg.nn import loss as nn
 from minireg.errors import DeviceError, ShapeError
@@ -136,6 +137,24 @@ def test_cross_entropy_gradcheck_and_gradgradcheck(kind, eps, backend):
     fn = lambda x, t: L.cross_entropy(x, t, label_smoothing=eps, reduction="sum")
     gradcheck(fn, [mr.tensor(backend.asarray(LOGITS)), target])
     gradgradcheck(fn, [mr.tensor(backend.asarray(LOGITS)), target])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_fused_label_cross_entropy_rounds_as_its_composite(reduction):
+    # cross_entropy with labels is one op (LabelCrossEntropy); with eps = 0 its value and gradient
+    # must have the bits of the composite it replaced, so training runs reproduce across the change.
+    logits = np.random.default_rng(3).normal(size=(64, 10)).astype(np.float32) * 3
+    labels = np.random.default_rng(4).integers(0, 10, 64)
+    mask = mr.tensor(np.eye(10, dtype=bool)[labels])
+    fused, composite = mr.tensor(logits, requires_grad=True), mr.tensor(logits, requires_grad=True)
+    a = L.cross_entropy(fused, labels, reduction=reduction)
+    per_row = -F.where(mask, F.log_softmax(composite, axis=1), 0.0).sum(axis=1)
+    b = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
+    assert a.dtype == np.float32 and np.array_equal(a.numpy(), b.numpy())
+    weights = mr.tensor(np.linspace(0.5, 2.0, 64, dtype=np.float32))
+    ((a * weights).sum() if reduction == "none" else a).backward()
+    ((b * weights).sum() if reduction == "none" else b).backward()
+    assert np.array_equal(fused.grad.numpy(), composite.grad.numpy())
 
 
 def test_nll_loss_gradcheck_and_gradgradcheck():

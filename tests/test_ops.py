@@ -54,6 +54,10 @@ OPS = [
     OpSpec("neg", F.neg, np.negative, S.elementwise()),
     # linear algebra
     OpSpec("matmul", F.matmul, np.matmul, S.matmul_inputs()),
+    OpSpec("matmul_transposed", lambda a, b, transpose_a, transpose_b: F.MatMul(transpose_a, transpose_b)(a, b),
+           lambda a, b, transpose_a, transpose_b: np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
+                                                            np.swapaxes(b, -1, -2) if transpose_b else b),
+           S.transposed_matmul_inputs()),
     # reductions
     OpSpec("sum", F.sum, np.sum, S.reduction()),
     OpSpec("mean", F.mean, np.mean, S.reduction(), empty=False),

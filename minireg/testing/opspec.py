@@ -83,6 +83,19 @@ def matmul_inputs():
     return draw()
 
 
+def transposed_matmul_inputs():
+    """Operands of ``MatMul(transpose_a, transpose_b)``: (a, b) stored with their last two axes
+    swapped where the flag says so, plus the flags as keyword arguments."""
+    @st.composite
+    def draw(draw):
+        sa, sb = draw(mst.matmul_shapes(max_batch_dims=2, max_side=3))
+        ta, tb = draw(st.booleans()), draw(st.booleans())
+        swap = lambda s: s[:-2] + (s[-1], s[-2])  # noqa: E731
+        a, b = draw(mst.float_arrays(swap(sa) if ta else sa)), draw(mst.float_arrays(swap(sb) if tb else sb))
+        return (a, b), {"transpose_a": ta, "transpose_b": tb}
+    return draw()
+
+
 def reshape_inputs():
     @st.composite
     def draw(draw):
