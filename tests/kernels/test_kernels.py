@@ -687,3 +687,91 @@ def test_max_pool_2x2_matches_the_reference(impl, dtype, layout):
                                reference.max_pool_scatter(g, x_ref, y_ref, *window), rtol=1e-6)
     np.testing.assert_allclose(impl.host(impl.kernels.max_pool_gather(impl.put(u, dtype), xs, y, *window)),
                                reference.max_pool_gather(u, x_ref, y_ref, *window), rtol=1e-6)
+
+
+# The compiled conv and pool passes write every entry of their output (the table hands them
+# numpy.empty arrays): called directly on outputs full of NaN, they must match the reference.
+POOL_WINDOWS = {
+    "2x2, odd size": (((2, 2), (2, 2), (0, 0), (1, 1)), (3, 5, 7, 9)),     # last row and column uncovered
+    "3x3 stride 2 padding 1": (((3, 3), (2, 2), (1, 1), (1, 1)), (2, 3, 7, 6)),
+    "2x3 stride 3 dilation 2": (((2, 3), (3, 3), (0, 0), (2, 2)), (2, 2, 9, 11)),   # gaps between windows
+}
+
+
+def _compiled_module():
+    if not mk.HAVE_COMPILED:
+        pytest.skip(f"minireg._ckernels is not built: {mk.COMPILED_IMPORT_ERROR}")
+    from minireg.kernels.compiled import compiled_module
+    return compiled_module()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_WINDOWS, ids=list(POOL_WINDOWS))
+def test_compiled_conv_and_pool_passes_write_every_output_entry(case, dtype):
+    ck = _compiled_module()
+    window, shape = POOL_WINDOWS[case]
+    rng = np.random.default_rng(11)
+    reference = Kernels(np)
+    x = rng.integers(-2, 3, shape).astype(dtype)       # ties
+    grid = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, (k, s, p, d) in zip(shape[2:], zip(*window)))
+    y = reference.max_pool(x, *window, grid)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    u = rng.standard_normal(shape).astype(dtype)
+    flat = [v for pair in window for v in pair]
+    for name, out_shape, args, expected in [
+            ("max_pool_scatter", shape, (g, x, y), reference.max_pool_scatter(g, x, y, *window)),
+            ("max_pool_gather", y.shape, (u, x, y), reference.max_pool_gather(u, x, y, *window))]:
+        out = np.full(out_shape, np.nan, dtype)
+        getattr(ck, name)(*args, out, *flat)
+        np.testing.assert_allclose(out, expected, rtol=1e-6, err_msg=name)
+    cols = rng.standard_normal((shape[1] * window[0][0] * window[0][1], shape[0] * grid[0] * grid[1])).astype(dtype)
+    image = np.full(shape, np.nan, dtype)
+    ck.col2im(cols, image, *flat, *grid)
+    np.testing.assert_allclose(image, reference.col2im(cols, shape[2:], *window, grid), rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_max_pool_scatter_keeps_the_layout_of_x():
+    """After a conv, x is channel-major (C, N, H, W) memory seen as NCHW; the gradient comes out in the
+    same layout, so the ReLU gradient and the conv's weight gradient read it without a copy."""
+    _compiled_module()
+    kernels = CompiledKernels(np)
+    rng = np.random.default_rng(2)
+    x = np.ascontiguousarray(rng.standard_normal((3, 2, 4, 6)).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    window = ((2, 2), (2, 2), (0, 0), (1, 1))
+    y = kernels.max_pool(x, *window, (2, 3))
+    g = rng.standard_normal(y.shape)
+    gx = kernels.max_pool_scatter(g, x, y, *window)
+    assert gx.strides == x.strides
+    np.testing.assert_allclose(gx, Kernels(np).max_pool_scatter(g, x, y, *window), rtol=1e-12)
+
+
+THREADS_SCRIPT = """
+import hashlib, numpy as np
+from minireg.kernels import CompiledKernels
+k, rng = CompiledKernels(np), np.random.default_rng(0)
+x = rng.standard_normal((8, 8, 31, 37)).astype(np.float32).transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3)
+win = ((3, 3), (1, 2), (1, 1), (1, 1))
+cols = k.im2col(x, *win, (31, 19), 0.0)
+image = k.col2im(cols * 1.5, (31, 37), *win, (31, 19))
+pool = ((2, 2), (2, 2), (0, 0), (1, 1))
+y = k.max_pool(x, *pool, (15, 18))
+gx = k.max_pool_scatter(y * 0.5, x, y, *pool)
+gy = k.max_pool_gather(x * 0.25, x, y, *pool)
+print(hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (cols, image, y, gx, gy))).hexdigest())
+"""
+
+
+def test_compiled_conv_and_pool_passes_give_the_same_bits_on_any_number_of_threads():
+    """Above the parallel threshold (64k elements; every pass here is larger) the passes split their
+    work across threads; no entry is summed across threads, so 1 and 3 threads (an uneven split) give
+    identical results."""
+    import subprocess
+    import sys
+    _compiled_module()
+    digests = set()
+    for threads in (1, 3):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+        done = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=env, capture_output=True, text=True,
+                              check=True)
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
