@@ -21,7 +21,8 @@ def _got(value):
 
 def real(name, value, *, low=None, high=None, low_open=False, high_open=False, finite=True):
     """A real number (Python or NumPy scalar, not bool) in the given interval, as a float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    # A Python float skips the type checks (numbers.Real's isinstance is slow; kernels check per call).
+    if type(value) is not float and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
             value = value.item()
         else:
@@ -61,7 +62,7 @@ def integer(name, value, *, low=None, high=None):
     """An integer (Python or NumPy, not bool; integral 0-d arrays too) in [low, high], as an int."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
         value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)):
         raise ArgumentTypeError(f"{name} must be an integer, got {_got(value)} ({type(value).__name__})")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):

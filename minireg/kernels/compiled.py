@@ -135,6 +135,19 @@ class CompiledKernels(Kernels):
         )
         return w
 
+    def _adamw_prox_steps(self, ws, gs, ms, vs, beta1, beta2, eps, coef):
+        # One Cython call for the whole list; it checks every array itself and, when one is not
+        # for the loops, writes nothing and returns False: then each quadruple is dispatched alone.
+        if not self._ck.adamw_prox_steps(ws, gs, ms, vs, beta1, beta2, coef.decay, coef.step_size,
+                                         coef.inv_sqrt_bc2, eps, coef.threshold):
+            return super()._adamw_prox_steps(ws, gs, ms, vs, beta1, beta2, eps, coef)
+        return ws
+
+    def surely_finite(self, arrays):
+        # Exact: a bit test of every element in one Cython call (-1: an array it does not take).
+        finite = self._ck.all_finite(arrays)
+        return super().surely_finite(arrays) if finite < 0 else numpy.bool_(finite)
+
     def _mixture_nll(self, w, means, log_precisions, log_mix):
         if not (_native((), (w, means, log_precisions, log_mix))
                 and means.shape[0] <= self._ck.MAX_MIXTURE_COMPONENTS):

@@ -67,6 +67,15 @@ def adamw_coefficients(step, lr, beta1, beta2, weight_decay, l1):
     )
 
 
+def _adamw_scalars(step, lr, beta1, beta2, eps, weight_decay, l1):
+    """(coefficients, beta1, beta2, eps) of one AdamW step, each argument checked."""
+    step = check.integer("step (1-based step count)", step, low=1)
+    lr, eps = check.nonnegative("lr", lr), check.nonnegative("eps", eps)
+    beta1, beta2 = check.probability("beta1", beta1), check.probability("beta2", beta2)
+    weight_decay, l1 = check.nonnegative("weight_decay", weight_decay), check.nonnegative("l1", l1)
+    return adamw_coefficients(int(step), lr, beta1, beta2, weight_decay, l1), beta1, beta2, eps
+
+
 def _soft_(xp, w, t):
     # x - clip(x, -t, t) equals sign(x) * max(|x| - t, 0) with one temporary instead of three.
     w -= xp.clip(w, -t, t)
@@ -266,12 +275,8 @@ class Kernels:
         mhat = m / (1 - b1^step);  vhat = v / (1 - b2^step)   (step: 1-based count)
         w -= lr*weight_decay*w;  w -= lr*mhat / (sqrt(vhat) + eps);  w = soft(w, lr*l1)
         """
-        step = check.integer("step (1-based step count)", step, low=1)
-        lr, eps = check.nonnegative("lr", lr), check.nonnegative("eps", eps)
-        beta1, beta2 = check.probability("beta1", beta1), check.probability("beta2", beta2)
-        weight_decay, l1 = check.nonnegative("weight_decay", weight_decay), check.nonnegative("l1", l1)
+        coef, beta1, beta2, eps = _adamw_scalars(step, lr, beta1, beta2, eps, weight_decay, l1)
         _check_arrays(self.xp, w=w, g=g, m=m, v=v)
-        coef = adamw_coefficients(int(step), lr, beta1, beta2, weight_decay, l1)
         return self._adamw_prox_step(w, g, m, v, beta1, beta2, eps, coef)
 
     def _adamw_prox_step(self, w, g, m, v, beta1, beta2, eps, coef):
@@ -284,6 +289,43 @@ class Kernels:
         w *= coef.decay
         w -= coef.step_size * m / (xp.sqrt(v) * coef.inv_sqrt_bc2 + eps)
         return _soft_(xp, w, coef.threshold)
+
+    def adamw_prox_steps_(self, ws, gs, ms, vs, step, lr, beta1, beta2, eps, weight_decay, l1):
+        """``adamw_prox_step_`` on every ``(ws[k], gs[k], ms[k], vs[k])`` of four equally long lists,
+        with one step count and one set of scalars: the multi-tensor form (PyTorch's foreach/fused
+        Adam) an optimizer calls once per param group. The scalars are checked and the coefficients
+        computed once; every array is checked before the first is written. Returns ``ws``; the
+        results are bitwise those of ``adamw_prox_step_`` called on each quadruple in turn."""
+        coef, beta1, beta2, eps = _adamw_scalars(step, lr, beta1, beta2, eps, weight_decay, l1)
+        if not len(ws) == len(gs) == len(ms) == len(vs):
+            raise ArgumentError(f"adamw_prox_steps_ needs lists of equal length, got {len(ws)} ws, {len(gs)} gs, "
+                                f"{len(ms)} ms and {len(vs)} vs")
+        xp = self.xp
+        for k, (w, g, m, v) in enumerate(zip(ws, gs, ms, vs)):
+            dtype, shape = w.dtype, w.shape
+            # What _check_arrays accepts, tested inline (it costs ~1.5 us a call); it words the error.
+            if g.dtype == m.dtype == v.dtype == dtype and g.shape == m.shape == v.shape == shape \
+                    and _real_floating(xp, dtype):
+                continue
+            try:
+                _check_arrays(xp, w=w, g=g, m=m, v=v)
+            except (DTypeError, ShapeError) as exc:
+                raise type(exc)(f"adamw_prox_steps_: arrays {k} (ws[{k}], gs[{k}], ms[{k}], vs[{k}]): {exc}") from None
+        return self._adamw_prox_steps(ws, gs, ms, vs, beta1, beta2, eps, coef)
+
+    def _adamw_prox_steps(self, ws, gs, ms, vs, beta1, beta2, eps, coef):
+        for w, g, m, v in zip(ws, gs, ms, vs):
+            self._adamw_prox_step(w, g, m, v, beta1, beta2, eps, coef)
+        return ws
+
+    def surely_finite(self, arrays):
+        """A 0-d boolean array on the device of ``arrays`` (a non-empty list of floating arrays on
+        one device): True proves that every element of every array is finite; False means that one
+        may not be, and the caller checks elementwise. Here: whether the sum of the arrays' sums is
+        finite (a NaN or an infinity makes it non-finite, but so can an overflow of finite values):
+        one reduction per array, no host round trip."""
+        xp = self.xp
+        return xp.isfinite(xp.sum(xp.stack([xp.sum(a) for a in arrays])))
 
     # -- mixture prior ---------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ class Adam(Optimizer):
         v' = max(v', v) if amsgrad else v
         w = w - lr / (1 - b1^t) * m / (sqrt(v') / sqrt(1 - b2^t) + eps)
 
-    Without amsgrad the update is one call of the backend's fused ``adamw_prox_step_`` kernel.
+    Without amsgrad the update is the backend's fused ``adamw_prox_step_`` kernel, and one call of
+    its multi-tensor form ``adamw_prox_steps_`` for all the parameters of a group that carry no
+    attached regularizer.
     Attached proximal steps (``minireg.reg.attach``) are taken in Adam's metric, with the
     per-coordinate steps lr / (sqrt(v_hat) + eps) (``_prox_step``); a "prox_lr" L1 or elastic net
     is fused into the kernel (threshold lr*l1).
@@ -27,14 +29,49 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
 
+    def _update_group(self, group, params, attached):
+        """Without amsgrad, the parameters without attached regularizers take one multi-tensor
+        kernel call (``adamw_prox_steps_``) per backend and step count: usually one call per group,
+        bitwise the per-parameter kernels' results. The others are updated one by one (``_update``),
+        each with its attached proximal steps."""
+        if group["amsgrad"]:
+            return super()._update_group(group, params, attached)
+        regularized = {p for p, _ in attached}
+        batches = {}          # (backend, step count) -> [(w, g, m, v)]
+        for p in params:
+            if p in regularized:
+                self._update_param(p, group)
+                continue
+            state = self.state.get(p)
+            if state is None:
+                state = self.state[p] = {}
+            g, m, v, step = self._moments(p, p.grad.data, state, group)
+            batch = batches.get((p.backend, step))
+            if batch is None:
+                batch = batches[p.backend, step] = []
+            batch.append((p.data, g, m, v))
+        lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], self._kernel_decay(group)
+        for (backend, step), batch in batches.items():
+            ws, gs, ms, vs = map(list, zip(*batch))
+            backend.kernels.adamw_prox_steps_(ws, gs, ms, vs, step, lr, beta1, beta2, eps, decay, 0.0)
+
+    def _kernel_decay(self, group):
+        """The kernel's weight decay, the decoupled one (Adam's coupled decay is added to g instead)."""
+        return group["weight_decay"] if self._decoupled else 0.0
+
+    def _moments(self, p, g, state, group):
+        """(g, m, v, step) for this step's update of ``p``: the gradient with Adam's coupled L2 term
+        added, the moment buffers (created at the first step) and the step count, incremented."""
+        step = state["step"] = state.get("step", 0) + 1
+        if group["weight_decay"] and not self._decoupled:
+            g = g + group["weight_decay"] * p.data
+        return g, self._buffer(state, "exp_avg", p), self._buffer(state, "exp_avg_sq", p), step
+
     def _update(self, p, g, state, group):
         w = p.data
-        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        m, v = self._buffer(state, "exp_avg", p), self._buffer(state, "exp_avg_sq", p)
-        step = state["step"] = state.get("step", 0) + 1
-        if weight_decay and not self._decoupled:
-            g = g + weight_decay * w
-        decay = weight_decay if self._decoupled else 0.0   # the kernel's decay is the decoupled one
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        g, m, v, step = self._moments(p, g, state, group)
+        decay = self._kernel_decay(group)
         if not group["amsgrad"]:
             fused = fused_strengths(p, ("prox_lr",))   # an attached "prox_lr" L1 / elastic net: threshold lr*l1
             l1, l2 = fused or (0.0, 0.0)
@@ -53,7 +90,6 @@ class Adam(Optimizer):
         v_max[...] = xp.maximum(v_max, v)
         w *= coef.decay
         w -= coef.step_size * m / (xp.sqrt(v_max) * coef.inv_sqrt_bc2 + eps)
-
 
     def _prox_step(self, p, state, group):
         """lr / (sqrt(v_hat) + eps), v_hat = v / (1 - beta2^t) (AMSGrad: its running maximum): the

@@ -278,9 +278,10 @@ class Optimizer:
         Every gradient is checked first, before any hook, update or state change: its shape, dtype
         and device must be the parameter's (``ShapeError``, ``DTypeError``, ``DeviceError``) and its
         values finite (``NonFiniteError``, or a skipped step: see ``nonfinite``). The finiteness
-        check is one reduction per gradient, combined on the device, and one read of a single flag
-        per step (the step's only device synchronisation). Each updated parameter's version is
-        bumped once (``Tensor._bump_version``), after the post hooks.
+        check is one pass over the gradients on their device (the kernel table's ``surely_finite``)
+        and one read of a single flag per step, the step's only device synchronisation (a second
+        read only when that flag cannot vouch for the gradients). Each updated parameter's version
+        is bumped once (``Tensor._bump_version``), after the post hooks.
         """
         loss = None
         if closure is not None:
@@ -288,84 +289,120 @@ class Optimizer:
                 loss = closure()
         with no_grad():
             active = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
-            if not self._gradients_ok():
+            if not self._gradients_ok(active):
                 self.skipped_steps += 1
                 return loss
             check_activity(self)
-            self._apply_attached("penalty", active)
+            attached = self._attached(active)
+            self._apply_attached("penalty", attached)
             self._run_hooks(self._pre_hooks, active)
             for group, params in zip(self.param_groups, active):
-                for p in params:
-                    state = self.state.setdefault(p, {})
-                    if not self._update(p, p.grad.data, state, group):   # True: it applied the prox itself
-                        self._apply_prox(p, state, group)
-            self._run_post_stages(active)
+                self._update_group(group, params, attached)
+            self._run_post_stages(active, attached)
             for params in active:           # the one place the in-place updates are recorded
                 for p in params:
                     p._bump_version()
         return loss
 
     # -- gradient checks (before anything changes) ---------------------------------------------------
-    @staticmethod
-    def _label(group_index, j, p):
+    def _label(self, group_index, p):
+        """The label of ``p`` (in group ``group_index``) in messages: param group i, parameter j (name)."""
+        j = next(j for j, q in enumerate(self.param_groups[group_index]["params"]) if q is p)   # Tensor == is elementwise
         name = f" ({p.name!r})" if getattr(p, "name", None) else ""
         return f"param group {group_index}, parameter {j}{name}"
 
-    def _gradients_ok(self):
-        """Raise for a gradient that does not fit its parameter; False when one is non-finite and
-        ``nonfinite == "skip"``, else True."""
-        where = f"{type(self).__name__}.step"
-        with_grad = [(i, j, p) for i, group in enumerate(self.param_groups)
-                     for j, p in enumerate(group["params"]) if p.grad is not None]
-        finite = {}           # backend -> one 0-d "all finite" flag per gradient, left on the device
-        for i, j, p in with_grad:
-            g = p.grad      # labels are formatted only for an error (this loop runs every step)
-            if not isinstance(g, Tensor):
-                raise ArgumentTypeError(f"{where}: {self._label(i, j, p)}: the gradient is a {type(g).__name__}, expected a Tensor")
-            if g.backend is not p.backend:
-                raise DeviceError(f"{where}: {self._label(i, j, p)}: the gradient is on {g.backend.device_name}, the parameter "
-                                  f"on {p.backend.device_name}")
-            if g.shape != p.shape:
-                raise ShapeError(f"{where}: {self._label(i, j, p)}: the gradient has shape {g.shape}, the parameter {p.shape}")
-            if g.dtype != p.dtype:
-                raise DTypeError(f"{where}: {self._label(i, j, p)}: the gradient has dtype {g.dtype}, the parameter {p.dtype}")
-            xp = p.backend.xp
-            finite.setdefault(p.backend, []).append(xp.all(xp.isfinite(g.data)))
-        for backend, flags in finite.items():
+    def _gradients_ok(self, active):
+        """Raise for a gradient of the ``active`` parameters (per group, those with a gradient) that
+        does not fit its parameter; False when one is non-finite and ``nonfinite == "skip"``, else True."""
+        grads = {}            # backend -> the gradient arrays on it, for one finiteness check each
+        for i, params in enumerate(active):
+            for p in params:
+                g, w = p.grad, p.data     # a mismatch is described (labels formatted) only when found
+                if not isinstance(g, Tensor) or g.backend is not p.backend or g.data.shape != w.shape \
+                        or g.data.dtype != w.dtype:
+                    self._raise_mismatch(i, p)
+                arrays = grads.get(p.backend)
+                if arrays is None:
+                    arrays = grads[p.backend] = []
+                arrays.append(g.data)
+        for backend, arrays in grads.items():
+            if bool(backend.to_numpy(backend.kernels.surely_finite(arrays))):     # the one read per step
+                continue
             xp = backend.xp
-            if bool(backend.to_numpy(xp.all(xp.stack(flags)))):       # the one read per step
+            finite = [xp.all(xp.isfinite(a)) for a in arrays]     # elementwise: the flag may be a false alarm
+            if bool(backend.to_numpy(xp.all(xp.stack(finite)))):
                 continue
             if self.nonfinite == "skip":
                 return False
-            bad = [self._label(i, j, p) for i, j, p in with_grad if p.backend is backend
-                   and not bool(backend.to_numpy(xp.all(xp.isfinite(p.grad.data))))]
-            raise NonFiniteError(f"{where}: NaN or infinite gradient for {'; '.join(bad)}; nothing was updated "
-                                 f"(lower the learning rate, clip gradients, check the loss and the data, or set "
-                                 f"optimizer.nonfinite = 'skip' to skip such steps)")
+            bad = [self._label(i, p) for i, params in enumerate(active) for p in params
+                   if p.backend is backend and not bool(backend.to_numpy(xp.all(xp.isfinite(p.grad.data))))]
+            raise NonFiniteError(f"{type(self).__name__}.step: NaN or infinite gradient for {'; '.join(bad)}; nothing "
+                                 f"was updated (lower the learning rate, clip gradients, check the loss and the data, "
+                                 f"or set optimizer.nonfinite = 'skip' to skip such steps)")
         return True
+
+    def _raise_mismatch(self, group_index, p):
+        """The error for a gradient of ``p`` that is not a Tensor of p's device, shape and dtype."""
+        g = p.grad
+        where = f"{type(self).__name__}.step: {self._label(group_index, p)}"
+        if not isinstance(g, Tensor):
+            raise ArgumentTypeError(f"{where}: the gradient is a {type(g).__name__}, expected a Tensor")
+        if g.backend is not p.backend:
+            raise DeviceError(f"{where}: the gradient is on {g.backend.device_name}, the parameter on "
+                              f"{p.backend.device_name}")
+        if g.shape != p.shape:
+            raise ShapeError(f"{where}: the gradient has shape {g.shape}, the parameter {p.shape}")
+        raise DTypeError(f"{where}: the gradient has dtype {g.dtype}, the parameter {p.dtype}")
 
     def _run_hooks(self, hooks, active):
         for hook in hooks:
             for group, params in zip(self.param_groups, active):
                 hook.hook(self, group, params)
 
+    # -- the update rule ----------------------------------------------------------------------------
+    def _update_group(self, group, params, attached):
+        """Update the ``params`` of ``group`` (those with a gradient), each followed by its attached
+        proximal steps. ``attached`` lists ``(p, attachments)`` for the stepped parameters that carry
+        regularizers. Subclasses override it to step several parameters in one kernel call (Adam)."""
+        for p in params:
+            self._update_param(p, group)
+
+    def _update_param(self, p, group):
+        """``_update`` of one parameter, then its attached proximal steps unless ``_update`` took them."""
+        state = self.state.setdefault(p, {})
+        if not self._update(p, p.grad.data, state, group):     # True: it applied the prox itself
+            self._apply_prox(p, state, group)
+
     # -- regularizers attached to the parameters (minireg.reg.attach) ------------------------------
-    def _apply_attached(self, stage, active):
-        """Penalty gradients ("penalty") or projections ("constraint") of the stepped parameters."""
+    @staticmethod
+    def _attached(active):
+        """``[(p, attachments(p))]`` for the stepped parameters that carry regularizers (usually
+        none): read once per step for the penalty and constraint stages and the update."""
+        attached = []
         for params in active:
             for p in params:
-                for attachment in p.__dict__.get("regularizers", ()):     # attachments(p), without a copy
-                    if attachment.stage == stage:
-                        if stage == "penalty":
-                            attachment.regularizer.accumulate_grad_(p)
-                        else:
-                            attachment.regularizer.project_(p)
+                regs = attachments(p)
+                if regs:
+                    attached.append((p, regs))
+        return attached
+
+    @staticmethod
+    def _apply_attached(stage, attached):
+        """Penalty gradients ("penalty") or projections ("constraint") of the stepped parameters;
+        ``attached`` lists ``(p, attachments)`` for those that carry regularizers."""
+        for p, regs in attached:
+            for attachment in regs:
+                if attachment.stage == stage:
+                    if stage == "penalty":
+                        attachment.regularizer.accumulate_grad_(p)
+                    else:
+                        attachment.regularizer.project_(p)
 
     def _apply_prox(self, p, state, group):
         """The proximal steps attached to ``p``, right after its update: mode "prox" in this
         optimizer's metric (``_prox_step``), mode "prox_lr" with the plain learning rate."""
         metric = None
-        for attachment in p.__dict__.get("regularizers", ()):
+        for attachment in attachments(p):
             if attachment.mode == "prox":
                 metric = self._prox_step(p, state, group) if metric is None else metric
                 attachment.regularizer.prox_(p, metric)
@@ -378,10 +415,10 @@ class Optimizer:
         of per-coordinate steps lr / (sqrt(v_hat) + eps) of the update just taken."""
         return group["lr"]
 
-    def _run_post_stages(self, active):
+    def _run_post_stages(self, active, attached):
         """prox hooks -> attached constraints -> constraint hooks."""
         self._run_hooks(self._hooks_by_stage["prox"], active)
-        self._apply_attached("constraint", active)
+        self._apply_attached("constraint", attached)
         self._run_hooks(self._hooks_by_stage["constraint"], active)
 
     def _update(self, p, g, state, group):

@@ -104,7 +104,8 @@ def resolve_mode(regularizer, mode="auto"):
 
 def attachments(param):
     """The ``Attachment``s recorded on ``param`` (an empty tuple when there are none)."""
-    return tuple(param.__dict__.get("regularizers", ()))
+    recorded = param.__dict__.get("regularizers")     # read by every optimizer step, per parameter
+    return tuple(recorded) if recorded else ()
 
 
 def fused_strengths(p, modes):

@@ -125,8 +125,8 @@ def test_elastic_net_penalties_take_one_fused_kernel(monkeypatch, name, cls, fus
     params = make_params()
     kernels = params[0].backend.kernels
     calls = []
-    for kernel in ("sgd_prox_step_", "adamw_prox_step_", "prox_l1_", "prox_l2_", "prox_elastic_net_",
-                   "prox_elastic_net_scaled_", "prox_group_lasso_"):
+    for kernel in ("sgd_prox_step_", "adamw_prox_step_", "adamw_prox_steps_", "prox_l1_", "prox_l2_",
+                   "prox_elastic_net_", "prox_elastic_net_scaled_", "prox_group_lasso_"):
         original = getattr(kernels, kernel)
         monkeypatch.setattr(kernels, kernel, lambda *a, _k=kernel, _f=original: calls.append(_k) or _f(*a))
     run(cls(params, penalty=penalty, **options), params, steps=1)
@@ -138,7 +138,8 @@ def test_elastic_net_penalties_take_one_fused_kernel(monkeypatch, name, cls, fus
     weight = {"L1": fused, "L2": fused + ["prox_l2_"] * (adam and not adaptive),
               "ElasticNet": fused + ["prox_l2_"] * (adam and not adaptive),
               "GroupLasso": [fused_kernel] * adam + ["prox_group_lasso_"] * (not adaptive)}[name]
-    assert calls == weight + [fused_kernel] * adam     # the bias is not selected: the plain step
+    # the bias is not selected: the plain step (Adam: the multi-tensor kernel of unregularized parameters)
+    assert calls == weight + ["adamw_prox_steps_"] * adam
 
 
 def test_adam_prox_is_taken_in_adams_metric():
