@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minireg.kernels as mk
-from minireg.errors import DTypeError, ShapeError
+from minireg.errors import ArgumentError, DTypeError, ShapeError
 from minireg.kernels import CompiledKernels, Kernels
 
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +296,134 @@ def test_adamw_prox_step_three_steps(impl, arrays, dtype, layout, g_layout,
     assert_matches(impl, m, m_ref, dtype)
     assert_matches(impl, v, v_ref, dtype)
     assert_matches(impl, w, w_ref, dtype, scale=1 + lr * l1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimizer step's multi-tensor AdamW and finiteness screen
+
+
+def native_bytes(impl, x):
+    """The bytes of `x` on the host in its own dtype: equal bytes are equal bits, signed zeros too."""
+    return np.ascontiguousarray(impl._to_host(x)).tobytes()
+
+
+@st.composite
+def adamw_lists(draw):
+    """1-4 quadruples (w, g1, g2, m/v seeds) of their own shapes, dtypes and layouts."""
+    count = draw(st.integers(1, 4))
+    return [(draw(same_shape(3)), draw(DTYPES), draw(LAYOUTS)) for _ in range(count)]
+
+
+@given(quadruples=adamw_lists(), lr=st.floats(0, 0.1), beta1=st.floats(0, 0.99),
+       beta2=st.floats(0, 0.999), eps=st.floats(1e-8, 1e-3), weight_decay=st.floats(0, 0.1), l1=st.floats(0, 1))
+def test_adamw_prox_steps_is_bitwise_adamw_prox_step_per_array(impl, quadruples, lr, beta1, beta2, eps,
+                                                              weight_decay, l1):
+    def fresh():
+        ws = [impl.put(w0, dtype, layout) for (w0, _, _), dtype, layout in quadruples]
+        ms = [impl.put(np.zeros_like(w0), dtype, layout) for (w0, _, _), dtype, layout in quadruples]
+        vs = [impl.put(np.zeros_like(w0), dtype, layout) for (w0, _, _), dtype, layout in quadruples]
+        return ws, ms, vs
+    (multi_w, multi_m, multi_v), (one_w, one_m, one_v) = fresh(), fresh()
+    for step in (1, 2):
+        gs = [impl.put(arrays[step], dtype, "contiguous") for arrays, dtype, _ in quadruples]
+        assert impl.kernels.adamw_prox_steps_(multi_w, gs, multi_m, multi_v, step, lr, beta1, beta2, eps,
+                                              weight_decay, l1) is multi_w
+        for w, g, m, v in zip(one_w, gs, one_m, one_v):
+            impl.kernels.adamw_prox_step_(w, g, m, v, step, lr, beta1, beta2, eps, weight_decay, l1)
+    for multi, one in ((multi_w, one_w), (multi_m, one_m), (multi_v, one_v)):
+        assert [native_bytes(impl, x) for x in multi] == [native_bytes(impl, x) for x in one]
+
+
+def _adamw_steps_bad_calls():
+    good = dict(step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0)
+    return [
+        ("a short list", dict(lists=("w", "g", "m", "v"), drop=True), good, ArgumentError, "lists of equal length"),
+        ("a transposed m", dict(lists=("w", "g", "m_t", "v")), good, ShapeError, r"arrays 1 \(ws\[1\].*m has shape"),
+        ("a float32 v", dict(lists=("w", "g", "m", "v32")), good, DTypeError, r"arrays 1 .*v has dtype .*float32"),
+        ("step 0", dict(lists=("w", "g", "m", "v")), {**good, "step": 0}, ValueError, "step"),
+        ("beta1 1", dict(lists=("w", "g", "m", "v")), {**good, "beta1": 1.0}, ValueError, "beta1"),
+    ]
+
+
+@pytest.mark.parametrize(("case", "second", "scalars", "error", "match"), _adamw_steps_bad_calls(),
+                         ids=[c[0] for c in _adamw_steps_bad_calls()])
+def test_adamw_prox_steps_checks_every_array_before_writing_any(impl, case, second, scalars, error, match):
+    rng = np.random.default_rng(0)
+    hosts = {"w": rng.normal(size=(3, 4)), "g": rng.normal(size=(3, 4)), "m": rng.normal(size=(3, 4)),
+             "v": rng.random(size=(3, 4)), "m_t": rng.normal(size=(4, 3))}
+    first = [impl.put(hosts[name], np.float64) for name in ("w", "g", "m", "v")]   # a good quadruple first
+    other = {name: impl.put(a, np.float64) for name, a in hosts.items()}
+    other["v32"] = impl.put(hosts["v"], np.float32)
+    lists = [[a, other[name]] for a, name in zip(first, second["lists"])]
+    if second.get("drop"):
+        lists[3] = lists[3][:1]
+    snapshot = [impl.host(a) for column in lists for a in column]
+    with pytest.raises(error, match=match):
+        impl.kernels.adamw_prox_steps_(*lists, *scalars.values())
+    for a, before in zip([a for column in lists for a in column], snapshot):
+        np.testing.assert_array_equal(impl.host(a), before)
+
+
+def test_compiled_adamw_prox_steps_takes_one_call_and_falls_back_per_array():
+    impl = _compiled_impl()
+    rng = np.random.default_rng(2)
+    hosts = [[rng.normal(size=shape) for _ in range(4)] for shape in ((6, 4), (5,), (3, 2))]
+
+    def run(layouts):
+        kernels = CompiledKernels(np)
+        kernels._ck = recorder = _Recorder(kernels._ck)
+        lists = [[impl.put(h[i], np.float32, layout) for h, layout in zip(hosts, layouts)] for i in range(4)]
+        lists[3] = [impl.xp.abs(v) for v in lists[3]]
+        kernels.adamw_prox_steps_(*lists, 1, 0.1, 0.9, 0.99, 1e-8, 0.1, 0.1)
+        return recorder.calls, [impl.host(w) for w in lists[0]]
+    calls, contiguous = run(["contiguous"] * 3)
+    assert calls == ["adamw_prox_steps"]
+    # A strided array: the multi-tensor loop writes nothing; each quadruple is then dispatched alone
+    # (the contiguous ones still compiled), with the same results.
+    calls, mixed = run(["contiguous", "strided", "contiguous"])
+    assert calls == ["adamw_prox_steps", "adamw_prox_step", "adamw_prox_step"]
+    for a, b in zip(contiguous, mixed):
+        np.testing.assert_array_equal(a, b)
+
+
+@given(arrays=st.lists(same_shape(1), min_size=1, max_size=4), dtype=DTYPES, layout=LAYOUTS, data=st.data())
+def test_surely_finite_is_true_for_finite_arrays_and_false_with_a_nan_or_infinity(impl, arrays, dtype, layout, data):
+    hosts = [a for (a,) in arrays]
+    assert bool(impl.host(impl.kernels.surely_finite([impl.put(h, dtype, layout) for h in hosts])))
+    nonempty = [i for i, h in enumerate(hosts) if h.size]
+    if nonempty:
+        i = data.draw(st.sampled_from(nonempty))
+        hosts[i].flat[data.draw(st.integers(0, hosts[i].size - 1))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        assert not bool(impl.host(impl.kernels.surely_finite([impl.put(h, dtype, layout) for h in hosts])))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")    # the reference's sum, on purpose
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_surely_finite_of_values_whose_sum_overflows(impl, dtype):
+    # Finite values whose sum is infinite: the compiled bit test is exact (True); the summing
+    # reference may only say False (then the optimizer checks elementwise), never True for a NaN.
+    big = np.full((3, 2), np.finfo(dtype).max)
+    flag = bool(impl.host(impl.kernels.surely_finite([impl.put(big, dtype), impl.put(big, dtype)])))
+    assert flag if impl.kernels.name == "compiled" else not flag
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_optimizer_kernels_on_bulk_arrays_take_the_threaded_chunks(dtype):
+    # 2**20 elements and more are split into chunks for OpenMP: same bits as the reference, and a
+    # NaN in the last element of the last chunk is found.
+    impl, reference = _compiled_impl(), Kernels(np)
+    rng = np.random.default_rng(3)
+    n = (1 << 20) + 12345
+    w, g, m, v = (rng.normal(size=n).astype(dtype) for _ in range(4))
+    v = np.abs(v)
+    copies = [a.copy() for a in (w, g, m, v)]
+    impl.kernels.adamw_prox_steps_([w], [g], [m], [v], 3, 0.01, 0.9, 0.99, 1e-8, 0.1, 0.01)
+    reference.adamw_prox_step_(*copies, 3, 0.01, 0.9, 0.99, 1e-8, 0.1, 0.01)
+    for a, b in zip((w, m, v), (copies[0], copies[2], copies[3])):
+        assert a.tobytes() == b.tobytes()
+    assert bool(impl.kernels.surely_finite([g]))
+    g[-1] = np.nan
+    assert not bool(impl.kernels.surely_finite([g]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import minireg as mr
 from minireg.errors import (ArgumentError, ArgumentTypeError, CheckpointError, DeviceError, DTypeError,
                             NonFiniteError, ShapeError)
 from minireg.nn import Parameter
-from minireg.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from minireg.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(8, 3)), RNG.normal(size=(8, 4))
@@ -579,6 +579,81 @@ def test_the_finiteness_check_stays_on_the_device(backend):
     params[0].grad = mr.Tensor(backend.asarray(np.full(params[0].shape, np.nan)))
     with pytest.raises(NonFiniteError):
         opt.step()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")    # the summing screen, on purpose
+def test_finite_gradients_whose_sum_overflows_still_step(backend):
+    # The generic screen (a sum of sums) overflows here; the elementwise check then decides, so the
+    # step is taken: a second read on a device (with the compiled table: one exact pass, no overflow).
+    params = make_params(np.float32, on=backend)
+    huge = np.finfo(np.float32).max
+    opt = SGD(params, lr=1 / huge)
+    for p in params:
+        p.grad = mr.Tensor(backend.asarray(np.full(p.shape, huge, np.float32)))
+    opt.step()
+    for p, init in zip(params, INIT):
+        np.testing.assert_allclose(p.numpy(), init.astype(np.float32) - 1, rtol=1e-6)
+
+
+class PerParameterAdamW(AdamW):
+    """AdamW stepping each parameter alone (the base class's loop over ``_update``: one
+    ``adamw_prox_step_`` per parameter), the reference of the multi-tensor group step."""
+
+    def _update_group(self, group, params, attached):
+        return Optimizer._update_group(self, group, params, attached)
+
+
+class PerParameterAdam(Adam):
+    _update_group = PerParameterAdamW._update_group
+
+
+def mixed_params():
+    """Six parameters of two dtypes and five shapes (a float64 one among float32 ones)."""
+    rng = np.random.default_rng(5)
+    shapes = [(5, 7), (7,), (7, 3), (3,), (2, 3, 4), ()]
+    return [Parameter(rng.normal(size=shape).astype(np.float64 if i == 2 else np.float32))
+            for i, shape in enumerate(shapes)]
+
+
+def mixed_run(cls, params, options, steps=4):
+    """Steps with seeded gradients; parameter 3 has none at step 2, so its step count lags; an L1
+    attached in mode "prox_lr" to parameter 0 is fused into its own kernel call."""
+    opt = cls(params, **options)
+    mr.reg.attach(params[0], mr.reg.L1(0.01), mode="prox_lr")
+    rng = np.random.default_rng(6)
+    for step in range(steps):
+        for i, p in enumerate(params):
+            g = rng.normal(size=p.shape).astype(p.numpy().dtype)
+            p.grad = None if (i == 3 and step == 1) else mr.Tensor(g)
+        opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("multi, single, options", [
+    (AdamW, PerParameterAdamW, dict(lr=0.05, weight_decay=0.1)),
+    (Adam, PerParameterAdam, dict(lr=0.05, weight_decay=0.1, betas=(0.5, 0.9))),
+    (Adam, PerParameterAdam, dict(lr=0.05, amsgrad=True)),
+], ids=["AdamW", "Adam-coupled-decay", "Adam-amsgrad"])
+def test_adam_group_step_is_bitwise_the_per_parameter_kernels(monkeypatch, multi, single, options):
+    expected_params, got_params = mixed_params(), mixed_params()
+    expected = mixed_run(single, expected_params, options)
+    kernels = got_params[0].backend.kernels
+    calls = []
+    original = kernels.adamw_prox_steps_
+    monkeypatch.setattr(kernels, "adamw_prox_steps_", lambda ws, *a: calls.append(len(ws)) or original(ws, *a))
+    got = mixed_run(multi, got_params, options)
+    assert [p._version for p in got_params] == [q._version for q in expected_params]
+    assert [p._version for p in got_params[1:]] == [4, 4, 3, 4, 4]      # one bump per step taken
+    for p, q in zip(got_params, expected_params):
+        assert p.numpy().tobytes() == q.numpy().tobytes()
+    assert got.state_dict()["param_groups"] == expected.state_dict()["param_groups"]
+    for i, entries in expected.state_dict()["state"].items():
+        assert got.state_dict()["state"][i].keys() == entries.keys()
+        for name, value in entries.items():
+            assert np.asarray(got.state_dict()["state"][i][name]).tobytes() == np.asarray(value).tobytes()
+    # one call for the five unregularized parameters; at step 2 parameter 3 sits out, and from step
+    # 3 on it is one step behind: a call of its own
+    assert calls == ([] if options.get("amsgrad") else [5, 4, 4, 1, 4, 1])
 
 
 @pytest.mark.parametrize("hook, error, match", [
