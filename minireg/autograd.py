@@ -42,6 +42,35 @@ def _sum(a, b):
     return Tensor._make(np.asarray(total) if isinstance(total, np.generic) else total, a.backend)
 
 
+def _needed_inputs(outputs, keep):
+    """For ``grad(outputs, inputs)``: op id -> one flag per input of the op, True when a gradient
+    through that input reaches a wanted node (ids in ``keep``). Gradients of the other inputs are
+    never needed, so they are not computed (PyTorch prunes the same way): an R1 penalty's
+    gradient with respect to the images skips every weight gradient of the discriminator."""
+    needs, leads = {}, {}     # leads: op id -> whether a gradient of its output reaches a wanted node
+    stack = [y.creator for y in outputs if y.creator is not None]
+    while stack:
+        fn = stack[-1]
+        key = id(fn)
+        if key in needs:
+            stack.pop()
+            continue
+        if fn.inputs is None:          # a freed graph: let the backward pass visit it and say so
+            needs[key], leads[key] = (), True
+            stack.pop()
+            continue
+        pending = [x.creator for x in fn.inputs if x.creator is not None and id(x.creator) not in needs]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        needs[key] = flags = tuple(x.requires_grad and (id(_node(x)) in keep or (x.creator is not None and
+                                                                                 leads[id(x.creator)]))
+                                   for x in fn.inputs)
+        leads[key] = any(flags)
+    return needs
+
+
 def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=None):
     """Propagate ``grad_outputs`` back from ``outputs``.
 
@@ -57,6 +86,7 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
     grads, summed, leaves = {}, set(), {}
     heap, order, processed = [], itertools.count(), []
     keep = set() if wanted is None else {id(_node(t)) for t in wanted}
+    needs = None if wanted is None else _needed_inputs(outputs, keep)
     heappush, heappop = heapq.heappush, heapq.heappop
 
     def accumulate(key, g):
@@ -94,9 +124,20 @@ def backward_pass(outputs, grad_outputs, *, retain_graph, create_graph, wanted=N
             gy = grads[key] if key in keep else grads.pop(key)
             if fn._checks_versions:              # ops that read only shapes save () and skip the check
                 fn.check_saved_versions()
-            gxs = fn.backward(gy)
+            if needs is None:
+                gxs = fn.backward(gy)
+            else:
+                fn._needs_input_grad = flags = needs[key]
+                try:
+                    gxs = fn.backward(gy)
+                finally:                         # a retained graph must not keep this call's pruning
+                    fn._needs_input_grad = None
             if type(gxs) is not tuple or len(gxs) != len(inputs):
                 gxs = fn.check_gradients(gxs)    # raises unless a list of the right length
+            if needs is not None:                # drop what an op computed without asking (checked first)
+                if not all(g is None or isinstance(g, Tensor) for g in gxs):
+                    fn.check_gradients(gxs)
+                gxs = tuple(g if flag else None for g, flag in zip(gxs, flags))
             for x, gx in zip(inputs, gxs):
                 if gx is None:
                     continue

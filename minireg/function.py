@@ -79,6 +79,17 @@ class Function:
                 self._output_ref = weakref.ref(out)
         return out
 
+    _needs_input_grad = None  # set by the backward pass of grad(outputs, inputs) while backward runs
+
+    @property
+    def needs_input_grad(self):
+        """One flag per input: whether ``backward`` must return its gradient (PyTorch's
+        ``ctx.needs_input_grad``). The input requires grad and, within ``grad(outputs, inputs)``, a
+        gradient through it reaches one of ``inputs``; backward may return None for the others
+        (they are dropped anyway), which skips work such as the weight products of a Linear."""
+        flags = self._needs_input_grad
+        return tuple(x.requires_grad for x in self.inputs) if flags is None else flags
+
     @property
     def output(self):
         """The output Tensor (alive during backward: later ops or the caller hold it); only for ops

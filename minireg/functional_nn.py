@@ -27,12 +27,13 @@ class Linear(Function):
 
     def backward(self, gy):
         x, w = self.inputs[0], self.inputs[1]
-        gx = matmul(gy, w) if x.requires_grad else None
+        need = self.needs_input_grad
+        gx = matmul(gy, w) if need[0] else None
         gy_2d = reshape(gy, (-1, gy.shape[-1]))
-        gw = MatMul(transpose_a=True)(gy_2d, reshape(x, (-1, x.shape[-1]))) if w.requires_grad else None
+        gw = MatMul(transpose_a=True)(gy_2d, reshape(x, (-1, x.shape[-1]))) if need[1] else None
         if len(self.inputs) == 2:
             return gx, gw
-        return gx, gw, sum(gy_2d, axis=0) if self.inputs[2].requires_grad else None
+        return gx, gw, sum(gy_2d, axis=0) if need[2] else None
 
 
 def linear(x, weight, bias=None):

@@ -281,3 +281,37 @@ def test_an_op_that_reads_its_output_must_declare_it():
         Square()(x).sum().backward()
     DeclaredSquare()(x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_grad_computes_only_the_gradients_it_returns():
+    # grad(outputs, inputs) tells each op which inputs lead to ``inputs`` (needs_input_grad), so an
+    # R1 penalty's image gradient skips the discriminator's weight products; a retained graph
+    # used again by backward() gets every gradient.
+    seen = []
+
+    class Probe(mr.Function):
+        saves = ()
+        def forward(self, a, b): return a + b
+        def backward(self, gy):
+            seen.append(self.needs_input_grad)
+            return gy, gy
+
+    x, w = t64([1.0, 2.0]), t64([3.0, 4.0])
+    y = F.tanh(Probe()(x, w))
+    (gx,) = mr.grad(y.sum(), x, retain_graph=True)
+    assert seen == [(True, False)]
+    np.testing.assert_allclose(gx.numpy(), 1 - np.tanh([4.0, 6.0]) ** 2)
+    assert w.grad is None
+    y.sum().backward()
+    assert seen[-1] == (True, True)
+    np.testing.assert_allclose(w.grad.numpy(), gx.numpy())
+
+
+def test_pruned_linear_gradients_equal_the_full_ones():
+    rng = np.random.default_rng(0)
+    x, w, b = t64(rng.normal(size=(5, 3))), t64(rng.normal(size=(4, 3))), t64(rng.normal(size=4))
+    out = lambda: (F.leaky_relu(F.linear(x, w, b), 0.2) ** 2).sum()
+    (gx,) = mr.grad(out(), x)
+    gx_all, gw_all, gb_all = mr.grad(out(), [x, w, b])
+    np.testing.assert_array_equal(gx.numpy(), gx_all.numpy())
+    assert w.grad is None and b.grad is None

@@ -231,3 +231,20 @@ def test_stable_at_extreme_logits():
         assert np.all(np.isfinite(y.numpy())), fn.__name__
         y.sum().backward()
         assert np.all(np.isfinite(x.grad.numpy())), fn.__name__
+
+
+@pytest.mark.parametrize("slope", [0.2, 0.01, 0.0, 1.0, 1.5, -0.3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_has_the_bits_of_its_definition(slope, dtype):
+    # LeakyReLU computes max(a, slope a) (min for slope > 1): it must equal where(a > 0, a, slope a)
+    # everywhere, signed zeros, infinities and NaN included, and its gradient where(a > 0, 1, slope).
+    a = np.concatenate([np.random.default_rng(0).normal(size=200), [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(dtype)
+    x = mr.tensor(a, requires_grad=True)
+    y = F.leaky_relu(x, slope)
+    y.sum().backward()
+    with np.errstate(invalid="ignore"):
+        expected = np.where(a > 0, a, a * dtype(slope))
+    assert y.dtype == dtype
+    assert np.array_equal(y.numpy(), expected, equal_nan=True)
+    assert np.array_equal(np.signbit(y.numpy()), np.signbit(expected))
+    assert np.array_equal(x.grad.numpy(), np.where(a > 0, 1.0, slope).astype(dtype))
