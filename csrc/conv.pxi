@@ -1,5 +1,30 @@
 # Convolution columns and max pooling (included by _ckernels.pyx)
 
+# The helpers take a pointer to one (H, W) plane and its strides in elements: passing memoryviews
+# to a cdef function costs a reference count update per call.
+
+cdef struct Plane:
+    Py_ssize_t H, W, row, col      # size and strides (elements) of one image plane
+
+
+cdef inline Plane _plane(const floating[:, :, :, :] x) noexcept nogil:
+    cdef Plane p
+    p.H, p.W = x.shape[2], x.shape[3]
+    p.row, p.col = x.strides[2] // <Py_ssize_t>sizeof(floating), x.strides[3] // <Py_ssize_t>sizeof(floating)
+    return p
+
+
+cdef struct Window:
+    Py_ssize_t kh, kw, sh, sw, ph, pw, dh, dw
+
+
+cdef inline Window _window(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                           Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    cdef Window w
+    w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw = kh, kw, sh, sw, ph, pw, dh, dw
+    return w
+
+
 # -- convolution columns (the layout of minireg.functional_conv) ----------------------------------
 
 cdef inline void _window_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t grid,
@@ -18,6 +43,35 @@ cdef enum:
     CONV_PARALLEL_MIN_SIZE = 1 << 16
 
 
+cdef void _im2col_block(const floating* plane, Plane p, floating* out, Py_ssize_t gh, Py_ssize_t gw, Py_ssize_t sh,
+                        Py_ssize_t sw, Py_ssize_t oy, Py_ssize_t ox, floating pad) noexcept nogil:
+    """out[y*gw + g] = plane[y*sh + oy, g*sw + ox] (pad outside the plane): one image's windows at one
+    kernel offset. Pointers and sizes are locals the compiler keeps in registers, and unit steps
+    get a loop of their own that compiles to vector copies."""
+    cdef Py_ssize_t y, g, iy, lo, hi, step = sw * p.col
+    cdef const floating* src
+    cdef floating* dst
+    _window_range(ox, sw, p.W, gw, &lo, &hi)
+    for y in range(gh):
+        iy = y * sh + oy
+        dst = out + y * gw
+        if iy < 0 or iy >= p.H:
+            for g in range(gw):
+                dst[g] = pad
+            continue
+        for g in range(lo):
+            dst[g] = pad
+        src = plane + iy * p.row + (lo * sw + ox) * p.col
+        if step == 1:
+            for g in range(hi - lo):
+                dst[lo + g] = src[g]
+        else:
+            for g in range(hi - lo):
+                dst[lo + g] = src[g * step]
+        for g in range(hi, gw):
+            dst[g] = pad
+
+
 def im2col(const floating[:, :, :, :] x, floating[:, ::1] cols, Py_ssize_t kh, Py_ssize_t kw,
            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
            Py_ssize_t gh, Py_ssize_t gw, double pad_value):
@@ -25,28 +79,42 @@ def im2col(const floating[:, :, :, :] x, floating[:, ::1] cols, Py_ssize_t kh, P
     pad_value where that pixel is outside x. x may have any strides (e.g. a transposed view).
     One (row, image) block per iteration: rows alone are too few to share out (9 for a 3x3 conv
     on one channel)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t q, r, c, i, j, n, y, g, iy, ox, col, lo, hi
-    cdef floating pad = <floating>pad_value
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], q, r, c, i, j, n
+    cdef Plane p = _plane(x)
     for q in prange(C * kh * kw * N, nogil=True, schedule="static",
                     use_threads_if=cols.shape[0] * cols.shape[1] >= CONV_PARALLEL_MIN_SIZE):
         r, n = q // N, q % N
         c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-        ox = j * dw - pw
-        _window_range(ox, sw, W, gw, &lo, &hi)
-        for y in range(gh):
-            iy = y * sh + i * dh - ph
-            col = (n * gh + y) * gw
-            if iy < 0 or iy >= H:
-                for g in range(gw):
-                    cols[r, col + g] = pad
-                continue
-            for g in range(lo):
-                cols[r, col + g] = pad
-            for g in range(lo, hi):
-                cols[r, col + g] = x[n, c, iy, g * sw + ox]
-            for g in range(hi, gw):
-                cols[r, col + g] = pad
+        _im2col_block(&x[n, c, 0, 0], p, &cols[r, n * gh * gw], gh, gw, sh, sw,
+                      i * dh - ph, j * dw - pw, <floating>pad_value)
+
+
+cdef void _col2im_plane(const floating* cols, Py_ssize_t cols_row, floating* plane, Py_ssize_t H, Py_ssize_t W,
+                        Window w, Py_ssize_t gh, Py_ssize_t gw) noexcept nogil:
+    """One C-contiguous (H, W) image plane from the columns of its channel and image (row r of cols
+    at cols + r*cols_row for the r-th kernel offset): zeroed, then every window added in the order
+    (i, j), so a pixel's sum does not depend on how planes are shared among threads."""
+    cdef Py_ssize_t i, j, y, g, iy, ox, lo, hi
+    cdef const floating* src
+    cdef floating* dst
+    for g in range(H * W):
+        plane[g] = 0
+    for i in range(w.kh):
+        for j in range(w.kw):
+            ox = j * w.dw - w.pw
+            _window_range(ox, w.sw, W, gw, &lo, &hi)
+            for y in range(gh):
+                iy = y * w.sh + i * w.dh - w.ph
+                if iy < 0 or iy >= H or lo == hi:
+                    continue
+                src = cols + (i * w.kw + j) * cols_row + y * gw + lo
+                dst = plane + iy * W + lo * w.sw + ox
+                if w.sw == 1:
+                    for g in range(hi - lo):
+                        dst[g] += src[g]
+                else:
+                    for g in range(hi - lo):
+                        dst[g * w.sw] += src[g]
 
 
 def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] image, Py_ssize_t kh, Py_ssize_t kw,
@@ -54,38 +122,18 @@ def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] image, Py_ssize_t
            Py_ssize_t gh, Py_ssize_t gw):
     """The adjoint of im2col: image[n, c, y*sh + i*dh - ph, g*sw + j*dw - pw] = the sum of
     cols[(c*kh + i)*kw + j, (n*gh + y)*gw + g] over the windows reading that pixel (0 if none;
-    image may hold anything on entry). One (channel, image) plane per iteration, zeroed there while
-    it is in cache, so no two threads write the same pixel and each pixel sums its windows in the
-    same order (i, j) whatever the number of threads."""
+    image may hold anything on entry). One (channel, image) plane per iteration, so no two threads
+    write the same pixel."""
     cdef Py_ssize_t N = image.shape[0], C = image.shape[1], H = image.shape[2], W = image.shape[3]
-    cdef Py_ssize_t q, r, c, i, j, n, y, g, iy, ox, col, lo, hi
+    cdef Py_ssize_t q, c, n
+    cdef Window w = _window(kh, kw, sh, sw, ph, pw, dh, dw)
     for q in prange(C * N, nogil=True, schedule="static",
                     use_threads_if=cols.shape[0] * cols.shape[1] >= CONV_PARALLEL_MIN_SIZE):
         c, n = q // N, q % N
-        for iy in range(H):
-            for g in range(W):
-                image[n, c, iy, g] = 0
-        for i in range(kh):
-            for j in range(kw):
-                r = (c * kh + i) * kw + j
-                ox = j * dw - pw
-                _window_range(ox, sw, W, gw, &lo, &hi)
-                for y in range(gh):
-                    iy = y * sh + i * dh - ph
-                    if iy < 0 or iy >= H:
-                        continue
-                    col = (n * gh + y) * gw
-                    for g in range(lo, hi):
-                        image[n, c, iy, g * sw + ox] += cols[r, col + g]
+        _col2im_plane(&cols[c * kh * kw, n * gh * gw], cols.shape[1], &image[n, c, 0, 0], H, W, w, gh, gw)
 
 
 # -- max pooling (windows padded with -inf; tied maxima share the gradient evenly) -----------------
-# The helpers take a pointer to one (H, W) plane and its strides in elements: passing memoryviews
-# to a cdef function costs a reference count update per call.
-
-cdef struct Plane:
-    Py_ssize_t H, W, row, col      # size and strides (elements) of one image plane
-
 
 cdef inline floating _window_max(const floating* x, Plane p, Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t kh,
                                  Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
@@ -119,17 +167,6 @@ cdef inline Py_ssize_t _window_hits(const floating* x, Plane p, Py_ssize_t y0, P
             else:
                 hits += m == -INFINITY
     return hits
-
-
-cdef inline Plane _plane(const floating[:, :, :, :] x) noexcept nogil:
-    cdef Plane p
-    p.H, p.W = x.shape[2], x.shape[3]
-    p.row, p.col = x.strides[2] // <Py_ssize_t>sizeof(floating), x.strides[3] // <Py_ssize_t>sizeof(floating)
-    return p
-
-
-cdef struct Window:
-    Py_ssize_t kh, kw, sh, sw, ph, pw, dh, dw
 
 
 cdef inline void _zero_plane(floating* out, Plane po, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t x0,
@@ -229,13 +266,6 @@ cdef void _pool(int mode, const floating[:, :, :, :] g, const floating[:, :, :, 
     for q in prange(x.shape[0] * C, schedule="static", use_threads_if=parallel):
         n, c = q // C, q % C
         _pool_plane(mode, &g[n, c, 0, 0], pg, &x[n, c, 0, 0], px, &y[n, c, 0, 0], py, &out[n, c, 0, 0], po, w)
-
-
-cdef inline Window _window(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                           Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
-    cdef Window w
-    w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw = kh, kw, sh, sw, ph, pw, dh, dw
-    return w
 
 
 def max_pool(const floating[:, :, :, :] x, floating[:, :, :, :] y, Py_ssize_t kh, Py_ssize_t kw,
