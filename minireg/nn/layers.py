@@ -101,11 +101,11 @@ def record_activity(layer, output):
     The loss is recorded (``minireg.reg.attach.record_activity_loss``) so that an optimizer step can
     tell when backward never reached it.
     """
-    from minireg.reg.attach import record_activity_loss
     regularizer = layer.activity_regularizer
     if regularizer is not None and layer.training:
+        from minireg.reg.attach import record_activity_loss
         layer.activity_loss = record_activity_loss(layer, regularizer(output))
-    else:
+    elif layer.activity_loss is not None:
         layer.activity_loss = None
     return output
 
