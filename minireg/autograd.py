@@ -4,6 +4,8 @@ The graph is walked iteratively in decreasing ``generation`` (a heap, no recursi
 are fine. A gradient reaching an input whose shape or dtype differs from the input's (broadcasting,
 dtype promotion) is reduced here, once, for every op. Gradients are computed with ordinary ops;
 under ``create_graph=True`` those ops are recorded, which gives higher-order gradients.
+``grad(outputs, inputs)`` first marks which inputs of each op lead to ``inputs`` and computes only
+those gradients (``Function.needs_input_grad``).
 """
 import heapq
 import itertools
