@@ -4,6 +4,8 @@ Names and semantics follow ``torch.optim``. A subclass declares its options (``_
 checker that validates and normalises a value), the names of its state entries, and one
 ``_update(p, g, state, group)`` that changes ``p.data`` in place with the backend's array namespace
 (``p.backend.xp``) or kernel table (``p.backend.kernels``), so the data never leaves its device.
+A subclass may also override ``_update_group`` to update a group's parameters in one multi-tensor
+kernel call (Adam does: ``adamw_prox_steps_``), the results bitwise those of ``_update``.
 
 Parameter groups
 ----------------
