@@ -15,7 +15,7 @@ class Adam(Optimizer):
 
     Without amsgrad the update is the backend's fused ``adamw_prox_step_`` kernel, and one call of
     its multi-tensor form ``adamw_prox_steps_`` for all the parameters of a group that carry no
-    attached regularizer.
+    attached proximal step.
     Attached proximal steps (``minireg.reg.attach``) are taken in Adam's metric, with the
     per-coordinate steps lr / (sqrt(v_hat) + eps) (``_prox_step``); a "prox_lr" L1 or elastic net
     is fused into the kernel (threshold lr*l1).
@@ -30,16 +30,16 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
 
     def _update_group(self, group, params, attached):
-        """Without amsgrad, the parameters without attached regularizers take one multi-tensor
+        """Without amsgrad, the parameters without attached proximal steps take one multi-tensor
         kernel call (``adamw_prox_steps_``) per backend and step count: usually one call per group,
         bitwise the per-parameter kernels' results. The others are updated one by one (``_update``),
-        each with its attached proximal steps."""
+        each with its proximal steps (fused into its kernel where ``fused_strengths`` allows)."""
         if group["amsgrad"]:
             return super()._update_group(group, params, attached)
-        regularized = {p for p, _ in attached}
+        with_prox = {p for p, regs in attached if any(a.stage == "prox" for a in regs)}
         batches = {}          # (backend, step count) -> [(w, g, m, v)]
         for p in params:
-            if p in regularized:
+            if p in with_prox:
                 self._update_param(p, group)
                 continue
             state = self.state.get(p)

@@ -617,9 +617,11 @@ def mixed_params():
 
 def mixed_run(cls, params, options, steps=4):
     """Steps with seeded gradients; parameter 3 has none at step 2, so its step count lags; an L1
-    attached in mode "prox_lr" to parameter 0 is fused into its own kernel call."""
+    attached in mode "prox_lr" to parameter 0 is fused into its own kernel call; parameter 2's
+    max-norm constraint (a projection after the update) leaves it in the group's kernel call."""
     opt = cls(params, **options)
     mr.reg.attach(params[0], mr.reg.L1(0.01), mode="prox_lr")
+    mr.reg.attach(params[2], mr.reg.MaxNorm(0.5))
     rng = np.random.default_rng(6)
     for step in range(steps):
         for i, p in enumerate(params):
@@ -644,6 +646,7 @@ def test_adam_group_step_is_bitwise_the_per_parameter_kernels(monkeypatch, multi
     got = mixed_run(multi, got_params, options)
     assert [p._version for p in got_params] == [q._version for q in expected_params]
     assert [p._version for p in got_params[1:]] == [4, 4, 3, 4, 4]      # one bump per step taken
+    assert np.linalg.norm(got_params[2].numpy(), axis=1).max() <= 0.5 * (1 + 1e-12)
     for p, q in zip(got_params, expected_params):
         assert p.numpy().tobytes() == q.numpy().tobytes()
     assert got.state_dict()["param_groups"] == expected.state_dict()["param_groups"]
