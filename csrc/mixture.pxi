@@ -5,79 +5,176 @@
 cdef enum:
     MIXTURE_MAX_COMPONENTS = 64    # the components' scalars and work arrays live on the stack
     MIXTURE_BLOCK = 64             # weights per block
+    MIXTURE_LANES = 32             # per-component sums kept per lane: a block's two halves share them
+    MIXTURE_CHUNK_BLOCKS = 32      # blocks per chunk: one unit of a thread's work, with its own sums
+    MIXTURE_LOG_PRODUCTS = 4       # a block's sum of log s_b taken as the logs of 4 products of 16
     MIXTURE_PARALLEL_MIN_PAIRS = 1 << 18   # (weights x components) below which one thread does it all
 
 cdef double LOG_2PI = 1.8378770664093453
+cdef double LN2 = 0.6931471805599453
+# A block's sums s_b = sum_j 2^t_bj (t_bj <= 0, see _mixture_range) are used as they are while every
+# s_b >= MIXTURE_TINY: the terms flushed to 0 (below 2^-100 in float, 2^-1000 in double) then sum
+# to less than 2^-34 of s_b, and a product of 16 sums stays a normal double. Otherwise the block
+# is redone shifted by each weight's maximum, where s_b >= 1.
+cdef double MIXTURE_TINY = 8.673617379884035e-19     # 2^-60
 MAX_MIXTURE_COMPONENTS = MIXTURE_MAX_COMPONENTS   # for minireg.kernels.compiled
+
+cdef extern from *:
+    """
+    /* 2^t for t <= 0 in float, as plain arithmetic so that loops calling it vectorize: t = n + f,
+       n = round(t), |f| <= 1/2, 2^f by a degree-5 minimax polynomial (relative error 7.5e-8, 2.3e-7
+       with float rounding), 2^n from the bits of the rounding sum. Results below 2^-100 are
+       flushed to 0, so that no product formed from them is subnormal (about 100 cycles an
+       operation on some CPUs); see MIXTURE_TINY for why that changes no sum. */
+    static inline float minireg_mixture_exp2_f(float t) {
+        /* 1.5 * 2^23 + 127: k's low mantissa bits hold round(t) + 127, the exponent bits of 2^n */
+        float k = t + 12583039.0f;
+        float f = t - (k - 12583039.0f);
+        float f2 = f * f;           /* Estrin's scheme: a shorter dependency chain than Horner's, 10% faster */
+        float p = (1.00000012f + f * 0.693146944f) + f2 * ((0.240221202f + f * 0.0555071309f)
+                  + f2 * (0.00967554096f + f * 0.00132764725f));
+        int32_t bits; float scale;
+        memcpy(&bits, &k, 4);
+        bits = (int32_t)((uint32_t)bits << 23);
+        memcpy(&scale, &bits, 4);
+        return t < -100.0f ? 0.0f : p * scale;
+    }
+    """
+    float minireg_mixture_exp2_f(float t) noexcept nogil
+
+
+cdef inline floating _mixture_exp2(floating t) noexcept nogil:
+    if floating is float:
+        return minireg_mixture_exp2_f(t)
+    else:
+        return 0 if t < -1000 else minireg_exp_nonpositive_d(t * LN2)
+
+
+cdef inline void _block_exps(const floating* x, const floating* mu, const floating* h, const floating* c,
+                             Py_ssize_t J, const floating* shift, bint shifted, floating* e,
+                             floating* s) noexcept nogil:
+    """e[j, b] = 2^(t_bj - shift_b) (shift_b only when ``shifted``) with t_bj = c_j - h_j (x_b - mu_j)^2,
+    and s_b = sum_j e[j, b]. Inlined with ``shifted`` a constant: the unshifted loop has no subtraction."""
+    cdef Py_ssize_t j, b
+    cdef floating d, t, muj, hj, cj
+    cdef floating *ej
+    for b in range(MIXTURE_BLOCK):
+        s[b] = 0
+    for j in range(J):
+        muj, hj, cj, ej = mu[j], h[j], c[j], &e[j * MIXTURE_BLOCK]
+        for b in range(MIXTURE_BLOCK):
+            d = x[b] - muj
+            t = cj - hj * d * d
+            if shifted:
+                t = t - shift[b]
+            ej[b] = _mixture_exp2(t)
+            s[b] = s[b] + ej[b]
+
+
+cdef inline void _block_max(const floating* x, const floating* mu, const floating* h, const floating* c,
+                            Py_ssize_t J, floating* m) noexcept nogil:
+    """m_b = max_j t_bj (see _block_exps)."""
+    cdef Py_ssize_t j, b
+    cdef floating d, t, muj, hj, cj
+    for b in range(MIXTURE_BLOCK):
+        m[b] = -INFINITY
+    for j in range(J):
+        muj, hj, cj = mu[j], h[j], c[j]
+        for b in range(MIXTURE_BLOCK):
+            d = x[b] - muj
+            t = cj - hj * d * d
+            m[b] = t if t > m[b] else m[b]
+
+
+cdef inline double _lane_sum(const floating* lane) noexcept nogil:
+    """sum of MIXTURE_LANES values in double: eight partial sums in a fixed order (vectorizes)."""
+    cdef double acc[8]
+    cdef Py_ssize_t b, k
+    for k in range(8):
+        acc[k] = 0
+    for b in range(0, MIXTURE_LANES, 8):
+        for k in range(8):
+            acc[k] += lane[b + k]
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 
 
 cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, const floating* lam,
-                           const floating* c, Py_ssize_t J, floating* grad_w, double* stats) noexcept nogil:
+                           const floating* h, const floating* c, double bound, Py_ssize_t J,
+                           floating* grad_w, double* stats) noexcept nogil:
     """mixture_nll's pass over w[0:n] (see there); adds to stats (3 x J) and returns -sum of logsumexp.
 
-    Weights go in blocks of MIXTURE_BLOCK (the last one padded with zero responsibilities), with the
-    components in the outer loop, so every inner loop runs over contiguous weights with a constant
-    trip count and vectorizes (exp is a polynomial, _exp_nonpositive); the per-component sums are
-    kept per lane (in the weights' precision) and added up in double at the end.
+    In base 2: a_ij = bound + ln2 t_ij with t_ij = c_j - h_j (w_i - mu_j)^2, where c_j = (c~_j - bound)
+    / ln2 <= 0 and h_j = lambda_j / (2 ln2), c~_j being the constant term of a_ij and bound = max_j c~_j:
+    an upper bound of every a_ij, so the sums s_i = sum_j 2^t_ij need no pass for the maximum. A
+    block where some s_i is too small (a weight far from every component) is redone shifted by
+    each weight's own maximum (MIXTURE_TINY). Weights go in blocks of MIXTURE_BLOCK (the last one
+    padded with copies of its first weight, given zero responsibilities), with the components in
+    the outer loop, so every inner loop runs over contiguous weights with a constant trip count and
+    vectorizes (2^t is a polynomial); the per-component sums are kept per lane (in the weights'
+    precision) and added up in double at the end.
     """
     cdef Py_ssize_t blk, i0, b, j, k, nb
     cdef floating e[MIXTURE_MAX_COMPONENTS * MIXTURE_BLOCK]
-    cdef floating lanes[3 * MIXTURE_MAX_COMPONENTS * MIXTURE_BLOCK]
+    cdef floating lanes[3 * MIXTURE_MAX_COMPONENTS * MIXTURE_LANES]
     cdef floating x[MIXTURE_BLOCK]
-    cdef floating m[MIXTURE_BLOCK]
+    cdef floating shift[MIXTURE_BLOCK]
     cdef floating s[MIXTURE_BLOCK]
     cdef floating g[MIXTURE_BLOCK]
+    cdef double products[MIXTURE_LOG_PRODUCTS]
     cdef floating *ej
     cdef floating *l0
     cdef floating *l1
     cdef floating *l2
-    cdef floating d, a, r, rd, muj, lamj, cj
-    cdef double total = 0, acc
-    for b in range(3 * J * MIXTURE_BLOCK):
+    cdef floating d, r, rd, d_hi, r_hi, rd_hi, muj, lamj
+    cdef double total = 0
+    cdef bint too_small
+    for b in range(3 * J * MIXTURE_LANES):
         lanes[b] = 0
     for blk in range((n + MIXTURE_BLOCK - 1) // MIXTURE_BLOCK):
         i0 = blk * MIXTURE_BLOCK
         nb = min(<Py_ssize_t>MIXTURE_BLOCK, n - i0)
         for b in range(MIXTURE_BLOCK):
-            x[b] = w[i0 + b] if b < nb else 0
-            m[b] = -INFINITY
-            s[b] = 0
+            x[b] = w[i0 + b] if b < nb else w[i0]     # padding: a real weight, so s_b is never too small
             g[b] = 0
-        for j in range(J):     # m = max_j a_j
-            muj, lamj, cj = mu[j], <floating>0.5 * lam[j], c[j]
-            for b in range(MIXTURE_BLOCK):
-                d = x[b] - muj
-                a = cj - lamj * d * d
-                m[b] = a if a > m[b] else m[b]
-        for j in range(J):     # e_j = exp(a_j - m), s = sum_j e_j
-            muj, lamj, cj, ej = mu[j], <floating>0.5 * lam[j], c[j], &e[j * MIXTURE_BLOCK]
-            for b in range(MIXTURE_BLOCK):
-                d = x[b] - muj
-                ej[b] = _exp_nonpositive(cj - lamj * d * d - m[b])
-                s[b] = s[b] + ej[b]
+        _block_exps(x, mu, h, c, J, shift, False, e, s)
+        too_small = False
         for b in range(MIXTURE_BLOCK):
+            too_small = too_small | (s[b] < MIXTURE_TINY)
+        total += nb * bound
+        if too_small:
+            _block_max(x, mu, h, c, J, shift)
+            _block_exps(x, mu, h, c, J, shift, True, e, s)
+            for b in range(nb):
+                total += LN2 * shift[b]
+        for b in range(MIXTURE_LOG_PRODUCTS):
+            products[b] = 1
+        for b in range(MIXTURE_BLOCK):     # sum_b log s_b as the logs of products of 16 s_b
+            if b >= nb:
+                s[b] = 1
+            products[b // (MIXTURE_BLOCK // MIXTURE_LOG_PRODUCTS)] *= s[b]
             s[b] = (1 / s[b]) if b < nb else 0      # padding: responsibilities 0
-        for j in range(J):     # r_j = e_j / s; per-lane sums of r, r d, r d^2
+        for b in range(MIXTURE_LOG_PRODUCTS):
+            total += log(products[b])
+        # r_j = e_j / s; per-lane sums of r, r d, r d^2, weights b and b + MIXTURE_LANES in one lane:
+        # half the stores of one lane per weight (this loop is bound by its stores)
+        for j in range(J):
             muj, lamj, ej = mu[j], lam[j], &e[j * MIXTURE_BLOCK]
-            l0 = &lanes[3 * j * MIXTURE_BLOCK]
-            l1, l2 = l0 + MIXTURE_BLOCK, l0 + 2 * MIXTURE_BLOCK
-            for b in range(MIXTURE_BLOCK):
-                d = x[b] - muj
-                r = ej[b] * s[b]
-                rd = r * d
+            l0 = &lanes[3 * j * MIXTURE_LANES]
+            l1, l2 = l0 + MIXTURE_LANES, l0 + 2 * MIXTURE_LANES
+            for b in range(MIXTURE_LANES):
+                d, d_hi = x[b] - muj, x[b + MIXTURE_LANES] - muj
+                r, r_hi = ej[b] * s[b], ej[b + MIXTURE_LANES] * s[b + MIXTURE_LANES]
+                rd, rd_hi = r * d, r_hi * d_hi
                 g[b] = g[b] + rd * lamj
-                l0[b] = l0[b] + r
-                l1[b] = l1[b] + rd
-                l2[b] = l2[b] + rd * d
+                g[b + MIXTURE_LANES] = g[b + MIXTURE_LANES] + rd_hi * lamj
+                l0[b] = l0[b] + (r + r_hi)
+                l1[b] = l1[b] + (rd + rd_hi)
+                l2[b] = l2[b] + (rd * d + rd_hi * d_hi)
         for b in range(nb):
             grad_w[i0 + b] = g[b]
-            total += m[b] - _log(s[b])      # s holds 1 / sum_j e_j here
     for j in range(J):
         for k in range(3):
-            acc = 0
-            for b in range(MIXTURE_BLOCK):
-                acc += lanes[(3 * j + k) * MIXTURE_BLOCK + b]
-            stats[k * J + j] += acc
+            stats[k * J + j] += _lane_sum(&lanes[(3 * j + k) * MIXTURE_LANES])
     return -total
 
 
@@ -89,25 +186,33 @@ def mixture_nll(const floating[::1] w, const floating[::1] means, const floating
     r_ij = softmax_j a_ij. Writes grad_w[i] = sum_j r_ij lambda_j (w_i - mu_j), the gradient of the
     value, and returns (-sum_i logsumexp_j a_ij, stats) with the float64 array (3, J)
     stats[k, j] = sum_i r_ij (w_i - mu_j)^k for k = 0, 1, 2, from which the caller forms the
-    gradients with respect to the components' parameters (all sums end in double). At most MIXTURE_MAX_COMPONENTS components.
-    With OpenMP, large arrays are split into one contiguous chunk per thread (fixed chunks: the
-    result does not depend on scheduling, only on the thread count).
+    gradients with respect to the components' parameters (all sums end in double). At most
+    MIXTURE_MAX_COMPONENTS components. The weights go in fixed chunks of MIXTURE_CHUNK_BLOCKS
+    blocks, each with its own partial sums, added up in chunk order: with OpenMP, threads take
+    chunks as they come free (a thread slowed by another process delays no one), and the result
+    depends neither on the scheduling nor on the number of threads.
     """
     cdef Py_ssize_t t, j, n = w.shape[0], J = means.shape[0]
-    cdef int chunks = omp_get_max_threads() if n * J >= MIXTURE_PARALLEL_MIN_PAIRS else 1
-    cdef Py_ssize_t size = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk = MIXTURE_CHUNK_BLOCKS * MIXTURE_BLOCK, chunks = (n + chunk - 1) // chunk
+    cdef int threads = omp_get_max_threads() if n * J >= MIXTURE_PARALLEL_MIN_PAIRS else 1
     cdef floating mu[MIXTURE_MAX_COMPONENTS]
     cdef floating lam[MIXTURE_MAX_COMPONENTS]
+    cdef floating h[MIXTURE_MAX_COMPONENTS]
     cdef floating c[MIXTURE_MAX_COMPONENTS]
+    cdef double constant[MIXTURE_MAX_COMPONENTS]
+    cdef double bound = -INFINITY
     partial = numpy.zeros((chunks, 3 * J + 1))
     cdef double[:, ::1] parts = partial
     for j in range(J):
         mu[j] = means[j]
         lam[j] = <floating>exp(log_precisions[j])
-        c[j] = <floating>(log_mix[j] + 0.5 * (log_precisions[j] - LOG_2PI))
-    for t in prange(chunks, nogil=True, schedule="static", num_threads=chunks, use_threads_if=chunks > 1):
-        if t * size < n:
-            parts[t, 3 * J] = _mixture_range(&w[t * size], min(size, n - t * size), mu, lam, c, J,
-                                             &grad_w[t * size], &parts[t, 0])
+        h[j] = <floating>(0.5 / LN2 * exp(log_precisions[j]))
+        constant[j] = log_mix[j] + 0.5 * (log_precisions[j] - LOG_2PI)
+        bound = constant[j] if constant[j] > bound else bound
+    for j in range(J):
+        c[j] = <floating>((constant[j] - bound) / LN2)
+    for t in prange(chunks, nogil=True, schedule="dynamic", num_threads=threads, use_threads_if=threads > 1):
+        parts[t, 3 * J] = _mixture_range(&w[t * chunk], min(chunk, n - t * chunk), mu, lam, h, c, bound, J,
+                                         &grad_w[t * chunk], &parts[t, 0])
     totals = partial.sum(axis=0)
     return totals[3 * J], totals[:3 * J].reshape(3, J)
