@@ -92,6 +92,11 @@ class Penalty(Regularizer):
                                 f"adding its value to the loss would count it twice. Detach it "
                                 f"(reg.detach(...)) to put it in the loss, or compute the value under no_grad() "
                                 f"to report it")
+        return self._value(selected)
+
+    def _value(self, selected):
+        """``value`` of these (selected, checked) parameters: sum_p R(p); a penalty that computes
+        the whole sum in one op overrides this."""
         total = self.penalty(selected[0])
         for p in selected[1:]:
             total = total + self.penalty(p)

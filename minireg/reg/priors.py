@@ -130,23 +130,59 @@ def mixture_nll_reference(w, means, log_precisions, log_mix):
     return -F.logsumexp(log_joint, axis=1).sum()
 
 
-class MixtureNLL(Function):
-    """The value of ``mixture_nll_reference(w, means, log_precisions, log_mix)`` from the backend's fused
-    kernel (``kernels.mixture_nll``: the value and the gradients with respect to all four inputs in one
-    pass over w, without the (weights x components) temporaries). Backward scales the gradients kept
-    from forward; under ``create_graph`` (a double backward) it differentiates the reference instead,
-    so the gradient is itself differentiable."""
+class SoftWeightSharingValue(Function):
+    """``SoftWeightSharing.reference_value`` as one op: inputs (means, log_precisions, mixing_logits,
+    *weights), output tau * (sum over the weights of ``mixture_nll_reference`` [+ the hyper-prior]).
 
-    def forward(self, w, means, log_precisions, log_mix):
-        nll, *self.grads = self.backend.kernels.mixture_nll(w, means, log_precisions, log_mix)
-        return nll
+    Forward forms the J components from the prior's parameters (as ``SoftWeightSharing.components``)
+    and runs the backend's fused kernel once over all the weights, flattened into one array
+    (``kernels.mixture_nll``: the value and its gradients with respect to the weights and the
+    components in one pass, without the (weights x components) temporaries). The gradients with
+    respect to the prior's parameters follow in closed form: d/dmu_j for the free means, through
+    log pi = log(1 - pi_zero) + log_softmax(logits) d/dlogit_k = g_k - softmax_k sum_j g_j with
+    g_j = d/dlog pi_j, and the hyper-prior's (1 - a_j) + b_j lambda_j. Backward scales the gradients
+    kept from forward; under ``create_graph`` (a double backward) it differentiates the composite
+    definition instead, so the gradient is itself differentiable.
+    """
+
+    def __init__(self, prior, with_hyperprior):
+        self.prior, self.with_hyperprior = prior, with_hyperprior
+
+    def forward(self, means, log_precisions, mixing_logits, *weights):
+        xp, prior = self.xp, self.prior
+        z = mixing_logits - xp.max(mixing_logits)
+        exp_z = xp.exp(z)
+        total_exp = xp.sum(exp_z)
+        log_pi = xp.concat((xp.full_like(means[:1], math.log(prior.pi_zero)),
+                            math.log(1 - prior.pi_zero) + (z - xp.log(total_exp))))
+        flat = xp.concat([xp.reshape(w, (-1,)) for w in weights]) if len(weights) > 1 else xp.reshape(weights[0], (-1,))
+        nll, grad_w, d_means, d_log_precisions, d_log_pi = self.backend.kernels.mixture_nll(
+            flat, xp.concat((xp.zeros_like(means[:1]), means)), log_precisions, log_pi)
+        d_free_log_pi = d_log_pi[1:]
+        d_logits = d_free_log_pi - (exp_z / total_exp) * xp.sum(d_free_log_pi)
+        if self.with_hyperprior and prior.precision_prior is not None:
+            (a0, b0), (a, b) = prior.precision_prior
+            precisions = xp.exp(log_precisions)
+            nll = nll + ((1 - a0) * log_precisions[0] + b0 * precisions[0]
+                         + (1 - a) * xp.sum(log_precisions[1:]) + b * xp.sum(precisions[1:]))
+            d_log_precisions = d_log_precisions + xp.concat(((1 - a0) + b0 * precisions[:1],
+                                                             (1 - a) + b * precisions[1:]))
+        grads_w, start = [], 0
+        for w in weights:
+            grads_w.append(xp.reshape(grad_w[start:start + w.size], w.shape))
+            start += w.size
+        self.grads = (d_means[1:], d_log_precisions, d_logits, *grads_w)
+        return prior.tau * nll
 
     def backward(self, gy):
         if is_grad_enabled():
             wanted = [x for x in self.inputs if x.requires_grad]
-            grads = iter(grad(mixture_nll_reference(*self.inputs), wanted, create_graph=True))
+            means, log_precisions, mixing_logits, *weights = self.inputs
+            value = self.prior.reference_value(weights, means, log_precisions, mixing_logits, self.with_hyperprior)
+            grads = iter(grad(value, wanted, create_graph=True))
             return tuple(gy * next(grads) if x.requires_grad else None for x in self.inputs)
-        return tuple(gy * self.const(g) for g in self.grads)
+        scale = self.prior.tau * gy.data
+        return tuple(self.const(g * scale) if x.requires_grad else None for g, x in zip(self.grads, self.inputs))
 
 
 def _check_precision_prior(prior):
@@ -218,10 +254,13 @@ class SoftWeightSharing(Module, Penalty):
 
     def components(self):
         """(means mu_j, log precisions gamma_j, log mixing weights log pi_j) of all J components, as Tensors."""
-        means = F.concatenate([self._constant([0.0]), self.means])
+        return self._components(self.means, self.log_precisions, self.mixing_logits)
+
+    def _components(self, means, log_precisions, mixing_logits):
+        means = F.concatenate([self._constant([0.0]), means])
         log_pi = F.concatenate([self._constant([math.log(self.pi_zero)]),
-                                math.log(1 - self.pi_zero) + F.log_softmax(self.mixing_logits)])
-        return means, self.log_precisions, log_pi
+                                math.log(1 - self.pi_zero) + F.log_softmax(mixing_logits)])
+        return means, log_precisions, log_pi
 
     def _log_joint(self, w):
         """log pi_j + log N(w_i | mu_j, 1 / lambda_j): one row per weight, one column per component."""
@@ -230,30 +269,46 @@ class SoftWeightSharing(Module, Penalty):
         return log_pi + 0.5 * (gamma - _LOG_2PI) - 0.5 * gamma.exp() * diff * diff
 
     def penalty(self, w):
-        means, gamma, log_pi = self.components()
-        if w.dtype != means.dtype:     # the fused kernel takes one dtype; the composite promotes
-            return self.tau * mixture_nll_reference(w, means, gamma, log_pi)
-        return self.tau * MixtureNLL()(w, means, gamma, log_pi)
+        return self._fused_value([w], with_hyperprior=False)
 
     def hyperprior(self):
         """tau * sum_j (1 - a_j) gamma_j + b_j lambda_j, the negative log Gamma(a_j, rate b_j) density
         of the precisions up to a constant; None without ``precision_prior``."""
+        return self._hyperprior(self.log_precisions)
+
+    def _hyperprior(self, gamma):
         if self.precision_prior is None:
             return None
         (a0, b0), (a, b) = self.precision_prior
         rest = self.n_components - 1
         shape, rate = self._constant([a0] + [a] * rest), self._constant([b0] + [b] * rest)
-        gamma = self.log_precisions
         return self.tau * ((1 - shape) * gamma + rate * gamma.exp()).sum()
+
+    def reference_value(self, weights, means=None, log_precisions=None, mixing_logits=None, with_hyperprior=True):
+        """tau * sum over ``weights`` of ``mixture_nll_reference`` (+ ``hyperprior``), from core ops: the
+        differentiable definition that ``value`` computes fused. The prior's own parameters unless
+        others are given."""
+        means, gamma, log_pi = self._components(self.means if means is None else means,
+                                                self.log_precisions if log_precisions is None else log_precisions,
+                                                self.mixing_logits if mixing_logits is None else mixing_logits)
+        total = self.tau * mixture_nll_reference(weights[0], means, gamma, log_pi)
+        for w in weights[1:]:
+            total = total + self.tau * mixture_nll_reference(w, means, gamma, log_pi)
+        hyper = self._hyperprior(gamma) if with_hyperprior else None
+        return total if hyper is None else total + hyper
+
+    def _fused_value(self, weights, with_hyperprior):
+        if any(w.dtype != self.means.dtype for w in weights):   # the fused kernel takes one dtype; the composite promotes
+            return self.reference_value(weights, with_hyperprior=with_hyperprior)
+        return SoftWeightSharingValue(self, with_hyperprior)(self.means, self.log_precisions, self.mixing_logits, *weights)
+
+    def _value(self, selected):
+        """The data term over all the selected weights and the hyper-prior, as one op."""
+        return self._fused_value(selected, with_hyperprior=True)
 
     def selected(self, params):
         own = {id(p) for p in self.parameters()}
         return [p for p in super().selected(params) if id(p) not in own]
-
-    def value(self, params):
-        total = super().value(params)
-        hyper = self.hyperprior()
-        return total if hyper is None else total + hyper
 
     def forward(self, params):
         return self.value(params)

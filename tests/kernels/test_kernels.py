@@ -687,7 +687,7 @@ def test_mixture_nll(impl, arrays, components, dtype, layout):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_mixture_nll_on_a_large_array(impl, dtype):
-    """Many blocks and (with OpenMP) one chunk per thread in the compiled kernel."""
+    """Many blocks and chunks (of 2048 weights, each with its own sums) in the compiled kernel."""
     rng = np.random.default_rng(3)
     w = 0.2 * rng.standard_normal((200, 101))
     components = (np.linspace(-0.6, 0.6, 16), np.full(16, 3.0), np.log(np.full(16, 1 / 16)))
@@ -696,6 +696,40 @@ def test_mixture_nll_on_a_large_array(impl, dtype):
     rtol = 1e-4 if dtype == np.float32 else 1e-10
     for x, e in zip(got, expected):
         np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixture_nll_is_exact_far_from_every_component(impl, dtype):
+    """Weights whose every term underflows next to ordinary ones in the same block (the compiled
+    kernel redoes such a block shifted by each weight's maximum), and a sharp component: the value
+    and all gradients match the reference, and nothing is infinite or NaN."""
+    rng = np.random.default_rng(4)
+    w = 0.3 * rng.standard_normal(300)
+    w[::7] = rng.choice([40.0, -35.0, 1e3, -2e4], size=w[::7].shape)
+    components = (np.array([0.0, -0.5, 0.4, 2.0]), np.array([9.0, 4.0, 4.0, 12.0]), np.log([0.7, 0.1, 0.1, 0.1]))
+    expected = mixture_expected(*rounded([w, *components], dtype))
+    got = impl.kernels.mixture_nll(impl.put(w, dtype), *(impl.put(c, dtype) for c in components))
+    rtol = 1e-5 if dtype == np.float32 else 1e-11
+    for x, e in zip(got, expected):
+        assert np.all(np.isfinite(impl.host(x)))
+        np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_mixture_nll_gives_the_same_bits_on_any_number_of_threads(dtype):
+    """Threads take the fixed chunks as they come free; each chunk keeps its own sums, added in
+    chunk order, so 1 and 3 threads (an uneven split) give identical results."""
+    from threadpoolctl import threadpool_limits
+    kernels = _compiled_impl().kernels
+    rng = np.random.default_rng(6)
+    w = (0.2 * rng.standard_normal(40_000)).astype(dtype)          # 640k pairs: above the threshold
+    components = [np.linspace(-0.6, 0.6, 16).astype(dtype), np.full(16, 3.0, dtype), np.full(16, -np.log(16), dtype)]
+    results = []
+    for threads in (1, 3):
+        with threadpool_limits(limits=threads, user_api="openmp"):
+            results.append(kernels.mixture_nll(w, *components))
+    for one, three in zip(*results):
+        np.testing.assert_array_equal(one, three)
 
 
 def test_mixture_nll_validation(impl):

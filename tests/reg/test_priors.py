@@ -395,17 +395,32 @@ def test_learning_the_prior_clusters_the_weights_of_a_digits_mlp():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_mixture_nll_matches_its_reference_in_value_and_gradients(dtype):
-    from minireg.reg.priors import MixtureNLL, mixture_nll_reference
+@pytest.mark.parametrize("with_hyperprior", [True, False])
+def test_the_fused_value_matches_its_reference_in_value_and_gradients(dtype, with_hyperprior):
+    """One op over several weight tensors (the kernel's blocks and chunks split across them) against
+    the composite definition, in the value and the gradients w.r.t. the weights and the prior."""
     rng = np.random.default_rng(5)
-    w = 0.3 * rng.standard_normal((300, 40))          # 12k weights x 16 components
-    state = [np.linspace(-0.6, 0.6, 16), rng.uniform(1.0, 4.0, 16), np.log(rng.dirichlet(np.ones(16)))]
+    shapes = [(300, 40), (7,), (130, 33)]            # 16.5k weights x 16 components
+    weights = [0.3 * rng.standard_normal(shape) for shape in shapes]
+    state = [rng.uniform(-0.6, 0.6, 15), rng.uniform(1.0, 4.0, 16), rng.normal(size=15)]
     results = []
-    for fn in (lambda *xs: MixtureNLL()(*xs), mixture_nll_reference):
-        inputs = [mr.tensor(a.astype(dtype), requires_grad=True) for a in [w, *state]]
-        value = fn(*inputs)
+    for fused in (True, False):
+        prior = SoftWeightSharing(16, tau=0.05, dtype=dtype)
+        for p, a in zip(prior.parameters(), state):
+            p.data[...] = a
+        ws = [mr.tensor(w.astype(dtype), requires_grad=True) for w in weights]
+        value = (prior._fused_value(ws, with_hyperprior) if fused else
+                 prior.reference_value(ws, with_hyperprior=with_hyperprior))
         value.backward()
-        results.append([value.numpy()] + [x.grad.numpy() for x in inputs])
+        results.append([value.numpy()] + [x.grad.numpy() for x in [*ws, *prior.parameters()]])
     rtol = 1e-4 if dtype == "float32" else 1e-11
     for fused, reference in zip(*results):
         np.testing.assert_allclose(fused, reference, rtol=rtol, atol=rtol * np.abs(reference).max())
+
+
+def test_value_is_one_op_over_all_the_selected_weights():
+    prior = prior64(n_components=4)
+    a, b = param(0.5 * W), param(0.3 * REF.T)
+    value = prior.value([a, b, param(np.ones(3))])                 # the bias is not selected
+    assert type(value.creator).__name__ == "SoftWeightSharingValue"
+    assert [id(x) for x in value.creator.inputs[3:]] == [id(a), id(b)]
