@@ -1,7 +1,8 @@
 """Convolution and pooling on NCHW tensors, with PyTorch's semantics and argument names.
 
 Everything is built on one pair of linear Functions that are each other's adjoint, ``Im2Col`` and
-``Col2Im``, plus the core ops (matmul, reshape, mean, ...), and max pooling on one pair of linear
+``Col2Im``, plus the core ops (matmul, reshape, mean, ...) and ``ConvProduct`` (the GEMM with the bias
+added in place), and max pooling on one pair of linear
 Functions of the same kind (``MaxPoolScatter``, ``MaxPoolGather``), so every gradient is itself made of
 differentiable ops and double backward (gradient penalties through a conv net) works.
 
@@ -12,7 +13,9 @@ Column layout: for a window of size (kH, kW), stride s, padding p and dilation d
 
 of shape (C*kH*kW, N*gH*gW). Batch and grid share the column axis so that a whole-batch conv is
 a single GEMM ``W (O, C*kH*kW) @ cols``; channels lead the row axis so that groups are a reshape
-to (groups, C/groups*kH*kW, N*gH*gW). The pair's array work is the backend's kernel table
+to (groups, C/groups*kH*kW, N*gH*gW). The GEMM's (O, N*gH*gW) output is returned as a channel-major
+view (N, O, gH, gW); elementwise ops and the compiled max-pool gradient keep that layout, so the
+weight gradient reads the output gradient back as (O, N*gH*gW) without a copy. The pair's array work is the backend's kernel table
 (``kernels.im2col``/``col2im``: strided slices in the reference, Cython loops for NumPy float arrays).
 """
 import builtins
