@@ -178,41 +178,79 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
     return -total
 
 
-def mixture_nll(const floating[::1] w, const floating[::1] means, const floating[::1] log_precisions,
-                const floating[::1] log_mix, floating[::1] grad_w):
+cdef struct MixtureChunk:
+    const void* w          # MIXTURE_CHUNK_BLOCKS blocks of weights (or fewer: an array's last chunk)
+    void* grad_w
+    Py_ssize_t n
+
+
+def mixture_nll(list ws, const floating[::1] means, const floating[::1] log_precisions, const floating[::1] log_mix):
     """Negative log-likelihood of the weights under a 1-D Gaussian mixture, and its gradients, in one pass.
 
-    a_ij = log_mix_j + (gamma_j - log 2pi)/2 - lambda_j (w_i - mu_j)^2 / 2 with lambda_j = exp(gamma_j),
-    r_ij = softmax_j a_ij. Writes grad_w[i] = sum_j r_ij lambda_j (w_i - mu_j), the gradient of the
-    value, and returns (-sum_i logsumexp_j a_ij, stats) with the float64 array (3, J)
-    stats[k, j] = sum_i r_ij (w_i - mu_j)^k for k = 0, 1, 2, from which the caller forms the
-    gradients with respect to the components' parameters (all sums end in double). At most
-    MIXTURE_MAX_COMPONENTS components. The weights go in fixed chunks of MIXTURE_CHUNK_BLOCKS
-    blocks, each with its own partial sums, added up in chunk order: with OpenMP, threads take
-    chunks as they come free (a thread slowed by another process delays no one), and the result
-    depends neither on the scheduling nor on the number of threads.
+    ``ws``: 1-D C-contiguous arrays of the components' dtype, taken together. With
+    a_ij = log_mix_j + (gamma_j - log 2pi)/2 - lambda_j (w_i - mu_j)^2 / 2, lambda_j = exp(gamma_j),
+    r_ij = softmax_j a_ij and d_ij = w_i - mu_j, returns (nll, grads_w, d_means, d_log_precisions,
+    d_log_mix): nll = -sum_i logsumexp_j a_ij (a float), grads_w a list with one array per array of
+    ws, holding d nll/dw_i = sum_j r_ij lambda_j d_ij, and d_means = -lambda_j sum_i r_ij d_ij,
+    d_log_precisions = sum_i r_ij (lambda_j d_ij^2 - 1) / 2, d_log_mix = -sum_i r_ij (all sums end in
+    double). At most MIXTURE_MAX_COMPONENTS components. Each array goes in fixed chunks of
+    MIXTURE_CHUNK_BLOCKS blocks, each chunk with its own sums, added up in chunk order: with
+    OpenMP, threads take chunks as they come free (a thread slowed by another process holds up
+    only its last chunk), and the result depends neither on the scheduling nor on the number of threads.
     """
-    cdef Py_ssize_t t, j, n = w.shape[0], J = means.shape[0]
-    cdef Py_ssize_t chunk = MIXTURE_CHUNK_BLOCKS * MIXTURE_BLOCK, chunks = (n + chunk - 1) // chunk
-    cdef int threads = omp_get_max_threads() if n * J >= MIXTURE_PARALLEL_MIN_PAIRS else 1
+    cdef Py_ssize_t t, j, k, start, n, chunks = 0, pairs = 0, J = means.shape[0]
+    cdef Py_ssize_t chunk = MIXTURE_CHUNK_BLOCKS * MIXTURE_BLOCK
+    cdef const floating[::1] wk
+    cdef floating[::1] gk
     cdef floating mu[MIXTURE_MAX_COMPONENTS]
     cdef floating lam[MIXTURE_MAX_COMPONENTS]
     cdef floating h[MIXTURE_MAX_COMPONENTS]
     cdef floating c[MIXTURE_MAX_COMPONENTS]
     cdef double constant[MIXTURE_MAX_COMPONENTS]
     cdef double bound = -INFINITY
-    partial = numpy.zeros((chunks, 3 * J + 1))
-    cdef double[:, ::1] parts = partial
-    for j in range(J):
-        mu[j] = means[j]
-        lam[j] = <floating>exp(log_precisions[j])
-        h[j] = <floating>(0.5 / LN2 * exp(log_precisions[j]))
-        constant[j] = log_mix[j] + 0.5 * (log_precisions[j] - LOG_2PI)
-        bound = constant[j] if constant[j] > bound else bound
-    for j in range(J):
-        c[j] = <floating>((constant[j] - bound) / LN2)
+    cdef MixtureChunk* table
+    cdef double[:, ::1] parts
+    grads_w = [numpy.empty_like(w) for w in ws]
+    for w in ws:
+        chunks += (w.shape[0] + chunk - 1) // chunk
+    table = <MixtureChunk*>PyMem_Malloc(chunks * sizeof(MixtureChunk) + 1)
+    if table == NULL:
+        raise MemoryError()
+    try:
+        t = 0
+        for k in range(len(ws)):
+            wk, gk = ws[k], grads_w[k]
+            n = wk.shape[0]
+            pairs += n * J
+            for start in range(0, n, chunk):
+                table[t].w, table[t].grad_w, table[t].n = &wk[start], &gk[start], min(chunk, n - start)
+                t += 1
+        for j in range(J):
+            mu[j] = means[j]
+            lam[j] = <floating>exp(log_precisions[j])
+            h[j] = <floating>(0.5 / LN2 * exp(log_precisions[j]))
+            constant[j] = log_mix[j] + 0.5 * (log_precisions[j] - LOG_2PI)
+            bound = constant[j] if constant[j] > bound else bound
+        for j in range(J):
+            c[j] = <floating>((constant[j] - bound) / LN2)
+        partial = numpy.zeros((chunks, 3 * J + 1))
+        parts = partial
+        _mixture_chunks(table, chunks, mu, lam, h, c, bound, J, parts,
+                        omp_get_max_threads() if pairs >= MIXTURE_PARALLEL_MIN_PAIRS else 1)
+    finally:
+        PyMem_Free(table)
+    s0, s1, s2, nll = numpy.split(partial.sum(axis=0), [J, 2 * J, 3 * J])
+    lam_double = numpy.exp(numpy.asarray(log_precisions, dtype=numpy.float64))
+    dtype = numpy.float32 if floating is float else numpy.float64
+    return (nll[0], grads_w, (-lam_double * s1).astype(dtype), (0.5 * (lam_double * s2 - s0)).astype(dtype),
+            (-s0).astype(dtype))
+
+
+cdef void _mixture_chunks(MixtureChunk* table, Py_ssize_t chunks, const floating* mu, const floating* lam,
+                          const floating* h, const floating* c, double bound, Py_ssize_t J,
+                          double[:, ::1] parts, int threads) noexcept:
+    """Every chunk of the table through _mixture_range, its sums into its own row of parts."""
+    cdef Py_ssize_t t
     for t in prange(chunks, nogil=True, schedule="dynamic", num_threads=threads, use_threads_if=threads > 1):
-        parts[t, 3 * J] = _mixture_range(&w[t * chunk], min(chunk, n - t * chunk), mu, lam, h, c, bound, J,
-                                         &grad_w[t * chunk], &parts[t, 0])
-    totals = partial.sum(axis=0)
-    return totals[3 * J], totals[:3 * J].reshape(3, J)
+        parts[t, 3 * J] = _mixture_range(<const floating*>table[t].w, table[t].n, mu, lam, h, c, bound, J,
+                                         <floating*>table[t].grad_w, &parts[t, 0])

@@ -148,15 +148,15 @@ class CompiledKernels(Kernels):
         finite = self._ck.all_finite(arrays)
         return super().surely_finite(arrays) if finite < 0 else numpy.bool_(finite)
 
-    def _mixture_nll(self, w, means, log_precisions, log_mix):
-        if not (_native((), (w, means, log_precisions, log_mix))
-                and means.shape[0] <= self._ck.MAX_MIXTURE_COMPONENTS):
-            return super()._mixture_nll(w, means, log_precisions, log_mix)
-        grad_w = numpy.empty_like(w)
-        nll, stats = self._ck.mixture_nll(_flat(w), means, log_precisions, log_mix, _flat(grad_w))
-        s0, s1, s2 = stats.astype(w.dtype)
-        lam = numpy.exp(log_precisions)
-        return numpy.asarray(nll, dtype=w.dtype), grad_w, -lam * s1, 0.5 * (lam * s2 - s0), -s0
+    def _mixture_nll(self, ws, means, log_precisions, log_mix):
+        if not (_native((), (means, log_precisions, log_mix)) and means.shape[0] <= self._ck.MAX_MIXTURE_COMPONENTS
+                and all(type(w) is numpy.ndarray for w in ws)):
+            return super()._mixture_nll(ws, means, log_precisions, log_mix)
+        # the weights as they are (1-D views; a copy only for a non-contiguous array), no concatenation
+        nll, grads_w, d_means, d_log_precisions, d_log_mix = self._ck.mixture_nll(
+            [numpy.ascontiguousarray(w).reshape(-1) for w in ws], means, log_precisions, log_mix)
+        return (numpy.asarray(nll, dtype=means.dtype), tuple(g.reshape(w.shape) for g, w in zip(grads_w, ws)),
+                d_means, d_log_precisions, d_log_mix)
 
     def _im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):
         if not (type(x) is numpy.ndarray and x.dtype in _FLOAT_DTYPES and x.size):

@@ -329,26 +329,33 @@ class Kernels:
 
     # -- mixture prior ---------------------------------------------------------------------------
 
-    def mixture_nll(self, w, means, log_precisions, log_mix):
-        """Negative log-likelihood of every entry of ``w`` under a 1-D Gaussian mixture, and its gradients.
+    def mixture_nll(self, ws, means, log_precisions, log_mix):
+        """Negative log-likelihood of every entry of the arrays ``ws`` (a sequence, e.g. all the weight
+        tensors of a model) under a 1-D Gaussian mixture, and its gradients.
 
         a_ij = log_mix_j + (gamma_j - log 2pi) / 2 - lambda_j (w_i - mu_j)^2 / 2, lambda_j = exp(gamma_j),
-        nll = -sum_i logsumexp_j a_ij, r_ij = softmax_j a_ij, d_ij = w_i - mu_j. Returns
-        (nll as a 0-d array, d nll/dw = sum_j r_ij lambda_j d_ij (shape of w),
-        d nll/dmu_j = -lambda_j sum_i r_ij d_ij, d nll/dgamma_j = sum_i r_ij (lambda_j d_ij^2 - 1) / 2,
-        d nll/dlog_mix_j = -sum_i r_ij). Nothing is written in place.
+        nll = -sum_i logsumexp_j a_ij over the entries w_i of all the arrays, r_ij = softmax_j a_ij,
+        d_ij = w_i - mu_j. Returns (nll as a 0-d array, a tuple with d nll/dw = sum_j r_ij lambda_j d_ij
+        for each array of ws (its shape), d nll/dmu_j = -lambda_j sum_i r_ij d_ij,
+        d nll/dgamma_j = sum_i r_ij (lambda_j d_ij^2 - 1) / 2, d nll/dlog_mix_j = -sum_i r_ij).
+        Nothing is written in place.
         """
         xp = self.xp
-        _check_arrays(xp, w=w)
+        ws = tuple(ws)
+        if not ws:
+            raise ArgumentError("mixture_nll: ws must hold at least one array, got none")
         _check_arrays(xp, ndim=1, means=means, log_precisions=log_precisions, log_mix=log_mix)
-        if means.dtype != w.dtype:
-            raise DTypeError(f"means has dtype {means.dtype} but w has {w.dtype}; expected the same dtype")
-        return self._mixture_nll(w, means, log_precisions, log_mix)
+        for w in ws:
+            _check_arrays(xp, w=w)
+            if w.dtype != means.dtype:
+                raise DTypeError(f"means has dtype {means.dtype} but an array of ws has {w.dtype}; expected the same dtype")
+        return self._mixture_nll(ws, means, log_precisions, log_mix)
 
-    def _mixture_nll(self, w, means, log_precisions, log_mix):
+    def _mixture_nll(self, ws, means, log_precisions, log_mix):
         xp = self.xp
         lam = xp.exp(log_precisions)
-        d = xp.reshape(w, (-1, 1)) - means
+        flat = xp.concat([xp.reshape(w, (-1,)) for w in ws])
+        d = xp.reshape(flat, (-1, 1)) - means
         a = log_mix + 0.5 * (log_precisions - _LOG_2PI) - 0.5 * lam * d * d
         m = xp.max(a, axis=1, keepdims=True)
         e = xp.exp(a - m)
@@ -357,8 +364,13 @@ class Kernels:
         rd = r * d
         s0, s1, s2 = xp.sum(r, axis=0), xp.sum(rd, axis=0), xp.sum(rd * d, axis=0)
         nll = -xp.sum(m + xp.log(s))
-        grad_w = xp.reshape(xp.sum(rd * lam, axis=1), w.shape)
-        return nll, grad_w, -lam * s1, 0.5 * (lam * s2 - s0), -s0
+        grad_flat = xp.sum(rd * lam, axis=1)
+        grads_w, start = [], 0
+        for w in ws:
+            size = math.prod(w.shape)
+            grads_w.append(xp.reshape(grad_flat[start:start + size], w.shape))
+            start += size
+        return nll, tuple(grads_w), -lam * s1, 0.5 * (lam * s2 - s0), -s0
 
     # -- convolution columns -------------------------------------------------------------------
 

@@ -135,14 +135,14 @@ class SoftWeightSharingValue(Function):
     *weights), output tau * (sum over the weights of ``mixture_nll_reference`` [+ the hyper-prior]).
 
     Forward forms the J components from the prior's parameters (as ``SoftWeightSharing.components``)
-    and runs the backend's fused kernel once over all the weights, flattened into one array
-    (``kernels.mixture_nll``: the value and its gradients with respect to the weights and the
-    components in one pass, without the (weights x components) temporaries). The gradients with
-    respect to the prior's parameters follow in closed form: d/dmu_j for the free means, through
-    log pi = log(1 - pi_zero) + log_softmax(logits) d/dlogit_k = g_k - softmax_k sum_j g_j with
-    g_j = d/dlog pi_j, and the hyper-prior's (1 - a_j) + b_j lambda_j. Backward scales the gradients
-    kept from forward; under ``create_graph`` (a double backward) it differentiates the composite
-    definition instead, so the gradient is itself differentiable.
+    and runs the backend's fused kernel once over all the weights (``kernels.mixture_nll``: the
+    value and its gradients with respect to the weights and the components in one pass, without
+    the (weights x components) temporaries). The gradients with respect to the prior's parameters
+    follow in closed form: d/dmu_j for the free means; through log pi = log(1 - pi_zero) +
+    log_softmax(logits), d/dlogit_k = g_k - softmax_k sum_j g_j with g_j = d/dlog pi_j; and the
+    hyper-prior's (1 - a_j) + b_j lambda_j. Backward scales the gradients kept from forward; under
+    ``create_graph`` (a double backward) it differentiates the composite definition instead, so the
+    gradient is itself differentiable.
     """
 
     def __init__(self, prior, with_hyperprior):
@@ -155,9 +155,8 @@ class SoftWeightSharingValue(Function):
         total_exp = xp.sum(exp_z)
         log_pi = xp.concat((xp.full_like(means[:1], math.log(prior.pi_zero)),
                             math.log(1 - prior.pi_zero) + (z - xp.log(total_exp))))
-        flat = xp.concat([xp.reshape(w, (-1,)) for w in weights]) if len(weights) > 1 else xp.reshape(weights[0], (-1,))
-        nll, grad_w, d_means, d_log_precisions, d_log_pi = self.backend.kernels.mixture_nll(
-            flat, xp.concat((xp.zeros_like(means[:1]), means)), log_precisions, log_pi)
+        nll, grads_w, d_means, d_log_precisions, d_log_pi = self.backend.kernels.mixture_nll(
+            weights, xp.concat((xp.zeros_like(means[:1]), means)), log_precisions, log_pi)
         d_free_log_pi = d_log_pi[1:]
         d_logits = d_free_log_pi - (exp_z / total_exp) * xp.sum(d_free_log_pi)
         if self.with_hyperprior and prior.precision_prior is not None:
@@ -167,10 +166,6 @@ class SoftWeightSharingValue(Function):
                          + (1 - a) * xp.sum(log_precisions[1:]) + b * xp.sum(precisions[1:]))
             d_log_precisions = d_log_precisions + xp.concat(((1 - a0) + b0 * precisions[:1],
                                                              (1 - a) + b * precisions[1:]))
-        grads_w, start = [], 0
-        for w in weights:
-            grads_w.append(xp.reshape(grad_w[start:start + w.size], w.shape))
-            start += w.size
         self.grads = (d_means[1:], d_log_precisions, d_logits, *grads_w)
         return prior.tau * nll
 

@@ -676,10 +676,11 @@ def test_mixture_nll(impl, arrays, components, dtype, layout):
     w = 0.3 * arrays[0]
     host = rounded([w, *components], dtype)
     expected = mixture_expected(*host)
-    got = impl.kernels.mixture_nll(impl.put(w, dtype, layout), *(impl.put(c, dtype) for c in components))
+    nll, (grad_w,), *component_grads = impl.kernels.mixture_nll([impl.put(w, dtype, layout)],
+                                                               *(impl.put(c, dtype) for c in components))
     # float32: the exponents a_ij carry rounding errors of ~1e-7 |a_ij| (|a_ij| up to ~1e3 here)
     rtol = 2e-3 if dtype == np.float32 else 1e-10
-    for x, e in zip(got, expected):
+    for x, e in zip([nll, grad_w, *component_grads], expected):
         assert tuple(x.shape) == e.shape
         assert x.dtype == impl.put(np.zeros(1), dtype).dtype
         np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * (1 + np.max(np.abs(e), initial=0)))
@@ -692,10 +693,31 @@ def test_mixture_nll_on_a_large_array(impl, dtype):
     w = 0.2 * rng.standard_normal((200, 101))
     components = (np.linspace(-0.6, 0.6, 16), np.full(16, 3.0), np.log(np.full(16, 1 / 16)))
     expected = mixture_expected(*rounded([w, *components], dtype))
-    got = impl.kernels.mixture_nll(impl.put(w, dtype), *(impl.put(c, dtype) for c in components))
+    nll, (grad_w,), *component_grads = impl.kernels.mixture_nll([impl.put(w, dtype)], *(impl.put(c, dtype) for c in components))
     rtol = 1e-4 if dtype == np.float32 else 1e-10
-    for x, e in zip(got, expected):
+    for x, e in zip([nll, grad_w, *component_grads], expected):
         np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixture_nll_over_several_arrays_is_the_nll_of_all_their_entries(impl, dtype):
+    """Arrays of several shapes and layouts (one empty, one transposed, one spanning chunks) taken
+    together: the same value and component gradients as their concatenation, and each array's own
+    weight gradient in its shape."""
+    rng = np.random.default_rng(7)
+    arrays = [0.2 * rng.standard_normal(shape) for shape in [(3000,), (0, 4), (37, 21), (5, 6, 7)]]
+    layouts = ["contiguous", "contiguous", "transposed", "readonly"]
+    components = (np.linspace(-0.6, 0.6, 9), np.full(9, 3.0), np.log(np.full(9, 1 / 9)))
+    flat = np.concatenate([a.reshape(-1) for a in arrays])
+    nll, grads_w, *component_grads = impl.kernels.mixture_nll(
+        [impl.put(a, dtype, layout) for a, layout in zip(arrays, layouts)], *(impl.put(c, dtype) for c in components))
+    expected_nll, expected_grad_w, *expected_components = mixture_expected(*rounded([flat, *components], dtype))
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    assert [tuple(g.shape) for g in grads_w] == [a.shape for a in arrays]
+    got_grad_w = np.concatenate([impl.host(g).reshape(-1) for g in grads_w])
+    for x, e in zip([impl.host(nll), got_grad_w, *map(impl.host, component_grads)],
+                    [expected_nll, expected_grad_w, *expected_components]):
+        np.testing.assert_allclose(x, e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -708,9 +730,9 @@ def test_mixture_nll_is_exact_far_from_every_component(impl, dtype):
     w[::7] = rng.choice([40.0, -35.0, 1e3, -2e4], size=w[::7].shape)
     components = (np.array([0.0, -0.5, 0.4, 2.0]), np.array([9.0, 4.0, 4.0, 12.0]), np.log([0.7, 0.1, 0.1, 0.1]))
     expected = mixture_expected(*rounded([w, *components], dtype))
-    got = impl.kernels.mixture_nll(impl.put(w, dtype), *(impl.put(c, dtype) for c in components))
+    nll, (grad_w,), *component_grads = impl.kernels.mixture_nll([impl.put(w, dtype)], *(impl.put(c, dtype) for c in components))
     rtol = 1e-5 if dtype == np.float32 else 1e-11
-    for x, e in zip(got, expected):
+    for x, e in zip([nll, grad_w, *component_grads], expected):
         assert np.all(np.isfinite(impl.host(x)))
         np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
 
@@ -727,7 +749,8 @@ def test_compiled_mixture_nll_gives_the_same_bits_on_any_number_of_threads(dtype
     results = []
     for threads in (1, 3):
         with threadpool_limits(limits=threads, user_api="openmp"):
-            results.append(kernels.mixture_nll(w, *components))
+            nll, (grad_w,), *component_grads = kernels.mixture_nll([w], *components)
+        results.append([nll, grad_w, *component_grads])
     for one, three in zip(*results):
         np.testing.assert_array_equal(one, three)
 
@@ -736,9 +759,13 @@ def test_mixture_nll_validation(impl):
     w = impl.put(np.zeros(3), np.float64)
     c = impl.put(np.zeros(2), np.float64)
     with pytest.raises(ShapeError):
-        impl.kernels.mixture_nll(w, c, impl.put(np.zeros(3), np.float64), c)
+        impl.kernels.mixture_nll([w], c, impl.put(np.zeros(3), np.float64), c)
     with pytest.raises(DTypeError):
-        impl.kernels.mixture_nll(w, impl.put(np.zeros(2), np.float32), c, c)
+        impl.kernels.mixture_nll([w], impl.put(np.zeros(2), np.float32), c, c)
+    with pytest.raises(DTypeError, match="ws"):
+        impl.kernels.mixture_nll([w, impl.put(np.zeros(3), np.float32)], c, c, c)
+    with pytest.raises(ArgumentError, match="ws"):
+        impl.kernels.mixture_nll([], c, c, c)
 
 
 # ---------------------------------------------------------------------------------------------
