@@ -150,22 +150,19 @@ class SoftWeightSharingValue(Function):
 
     def forward(self, means, log_precisions, mixing_logits, *weights):
         xp, prior = self.xp, self.prior
+        zero, log_pi_zero, one_minus_shape, rate = prior._fixed_arrays(self.backend, means.dtype)
         z = mixing_logits - xp.max(mixing_logits)
         exp_z = xp.exp(z)
         total_exp = xp.sum(exp_z)
-        log_pi = xp.concat((xp.full_like(means[:1], math.log(prior.pi_zero)),
-                            math.log(1 - prior.pi_zero) + (z - xp.log(total_exp))))
+        log_pi = xp.concat((log_pi_zero, math.log(1 - prior.pi_zero) + (z - xp.log(total_exp))))
         nll, grads_w, d_means, d_log_precisions, d_log_pi = self.backend.kernels.mixture_nll(
-            weights, xp.concat((xp.zeros_like(means[:1]), means)), log_precisions, log_pi)
+            weights, xp.concat((zero, means)), log_precisions, log_pi)
         d_free_log_pi = d_log_pi[1:]
         d_logits = d_free_log_pi - (exp_z / total_exp) * xp.sum(d_free_log_pi)
-        if self.with_hyperprior and prior.precision_prior is not None:
-            (a0, b0), (a, b) = prior.precision_prior
+        if self.with_hyperprior and rate is not None:
             precisions = xp.exp(log_precisions)
-            nll = nll + ((1 - a0) * log_precisions[0] + b0 * precisions[0]
-                         + (1 - a) * xp.sum(log_precisions[1:]) + b * xp.sum(precisions[1:]))
-            d_log_precisions = d_log_precisions + xp.concat(((1 - a0) + b0 * precisions[:1],
-                                                             (1 - a) + b * precisions[1:]))
+            nll = nll + xp.sum(one_minus_shape * log_precisions + rate * precisions)
+            d_log_precisions = d_log_precisions + (one_minus_shape + rate * precisions)
         self.grads = (d_means[1:], d_log_precisions, d_logits, *grads_w)
         return prior.tau * nll
 
@@ -236,6 +233,7 @@ class SoftWeightSharing(Module, Penalty):
         Regularizer.__init__(self, select)
         dtype = dtype or get_default_dtype()
         self.n_components, self.pi_zero, self.tau, self.precision_prior = n_components, float(pi_zero), tau, precision_prior
+        self._fixed = {}     # the fused value's constant arrays (see _fixed_arrays)
         self.means = Parameter(np.linspace(-init_range, init_range, n_components - 1), dtype=dtype)
         self.log_precisions = Parameter(np.full(n_components, -2 * math.log(init_std)), dtype=dtype)
         self.mixing_logits = Parameter(np.zeros(n_components - 1), dtype=dtype)
@@ -246,6 +244,22 @@ class SoftWeightSharing(Module, Penalty):
     def _constant(self, values):
         backend = self.means.backend
         return Tensor._make(backend.asarray(values, dtype=self.means.dtype), backend)
+
+    def _fixed_arrays(self, backend, dtype):
+        """The constant arrays of the fused value: [0] (the mean of component 0), [log pi_zero], and
+        the hyper-prior's 1 - a_j and b_j (None, None without one), made once per backend, dtype and
+        setting of pi_zero and precision_prior."""
+        key = (backend, dtype, self.pi_zero, self.precision_prior)
+        arrays = self._fixed.get(key)
+        if arrays is None:
+            hyper = (None, None)
+            if self.precision_prior is not None:
+                (a0, b0), (a, b) = self.precision_prior
+                rest = self.n_components - 1
+                hyper = (backend.asarray([1 - a0] + [1 - a] * rest, dtype=dtype), backend.asarray([b0] + [b] * rest, dtype=dtype))
+            arrays = (backend.asarray([0.0], dtype=dtype), backend.asarray([math.log(self.pi_zero)], dtype=dtype), *hyper)
+            self._fixed[key] = arrays
+        return arrays
 
     def components(self):
         """(means mu_j, log precisions gamma_j, log mixing weights log pi_j) of all J components, as Tensors."""

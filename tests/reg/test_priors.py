@@ -424,3 +424,11 @@ def test_value_is_one_op_over_all_the_selected_weights():
     value = prior.value([a, b, param(np.ones(3))])                 # the bias is not selected
     assert type(value.creator).__name__ == "SoftWeightSharingValue"
     assert [id(x) for x in value.creator.inputs[3:]] == [id(a), id(b)]
+
+
+def test_the_fused_value_follows_settings_changed_after_construction():
+    prior = prior64(n_components=4)
+    p = param(0.4 * W)
+    prior.value([p])                         # makes the fused value's constant arrays
+    prior.pi_zero, prior.precision_prior = 0.5, ((2.0, 1.0), (3.0, 0.5))
+    assert prior.value([p]).item() == pytest.approx(prior.reference_value([p]).item(), rel=1e-12)
