@@ -61,7 +61,7 @@ cdef void _im2col_block(const floating* plane, Plane p, floating* out, Py_ssize_
             continue
         for g in range(lo):
             dst[g] = pad
-        src = plane + iy * p.row + (lo * sw + ox) * p.col
+        src = plane + iy * p.row + (lo * sw + ox) * p.col if lo < hi else plane   # the first pixel read
         if step == 1:
             for g in range(hi - lo):
                 dst[lo + g] = src[g]
