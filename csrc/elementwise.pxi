@@ -183,6 +183,102 @@ def adamw_prox_steps(list ws, list gs, list ms, list vs, double beta1, double be
     return True
 
 
+cdef inline void _sgd_range(floating* w, const floating* g, floating* b, Py_ssize_t start, Py_ssize_t stop,
+                            floating lr, floating mom, floating c, floating wd, bint decay, bint momentum,
+                            bint nesterov, bint first) noexcept nogil:
+    # torch.optim.SGD's operations, in the order and roundings of minireg's NumPy reference; the
+    # flags are loop invariants (the compiler unswitches the loop).
+    cdef Py_ssize_t i
+    cdef floating d
+    for i in range(start, stop):
+        d = g[i]
+        if decay:
+            d = d + wd * w[i]
+        if momentum:
+            if first:
+                b[i] = d
+            else:
+                b[i] = b[i] * mom + c * d
+            d = d + mom * b[i] if nesterov else b[i]
+        w[i] = w[i] - lr * d
+
+
+cdef inline void _sgd_chunk(floating* w, const floating* g, floating* b, Py_ssize_t start, Py_ssize_t stop,
+                            floating lr, floating mom, floating c, floating wd, bint decay, bint momentum,
+                            bint nesterov, bint first) noexcept nogil:
+    # The steady cases with literal flags: inlined, each loop has no branch and vectorizes (the
+    # compiler did not unswitch four flags). The first momentum step takes the generic loop.
+    if not momentum:
+        if decay:
+            _sgd_range(w, g, b, start, stop, lr, mom, c, wd, True, False, False, False)
+        else:
+            _sgd_range(w, g, b, start, stop, lr, mom, c, wd, False, False, False, False)
+    elif first:
+        _sgd_range(w, g, b, start, stop, lr, mom, c, wd, decay, True, nesterov, True)
+    elif nesterov:
+        if decay:
+            _sgd_range(w, g, b, start, stop, lr, mom, c, wd, True, True, True, False)
+        else:
+            _sgd_range(w, g, b, start, stop, lr, mom, c, wd, False, True, True, False)
+    elif decay:
+        _sgd_range(w, g, b, start, stop, lr, mom, c, wd, True, True, False, False)
+    else:
+        _sgd_range(w, g, b, start, stop, lr, mom, c, wd, False, True, False, False)
+
+
+cdef void _sgd_loop(floating* w, const floating* g, floating* b, Py_ssize_t n, double lr, double momentum,
+                    double dampening, double weight_decay, bint nesterov, bint first) noexcept nogil:
+    cdef Py_ssize_t c, chunks = (n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
+    cdef floating step = <floating>lr, mom = <floating>momentum, keep = <floating>(1 - dampening)
+    cdef floating wd = <floating>weight_decay
+    cdef bint decay = weight_decay != 0, with_momentum = momentum != 0
+    if n < PARALLEL_MIN_SIZE:
+        _sgd_chunk(w, g, b, 0, n, step, mom, keep, wd, decay, with_momentum, nesterov, first)
+        return
+    for c in prange(chunks, schedule="static"):
+        _sgd_chunk(w, g, b, c * PARALLEL_CHUNK, min(n, (c + 1) * PARALLEL_CHUNK), step, mom, keep, wd,
+                   decay, with_momentum, nesterov, first)
+
+
+def sgd_steps(list ws, list gs, list bufs, double lr, double momentum, double dampening,
+              double weight_decay, bint nesterov, bint first):
+    """The SGD step of reference.Kernels.sgd_steps_ on every (ws[k], gs[k], bufs[k]) in turn
+    (bufs: momentum buffers, read only when momentum != 0; with ``first`` they are written, not
+    read). False, nothing written, unless every array is a C-contiguous float32/float64
+    numpy.ndarray (w, buffers writeable) and each triple has one dtype and size."""
+    cdef Py_ssize_t k, count = len(ws)
+    cdef bint with_momentum = momentum != 0
+    cdef FloatData* views
+    if len(gs) != count or (with_momentum and len(bufs) != count):
+        return False
+    views = <FloatData*>PyMem_Malloc(3 * count * sizeof(FloatData) + 1)
+    if views == NULL:
+        raise MemoryError()
+    try:
+        for k in range(count):      # every array checked before the first is written
+            if not (_float_data(ws[k], True, &views[3 * k]) and _float_data(gs[k], False, &views[3 * k + 1])
+                    and _same(&views[3 * k], &views[3 * k + 1])):
+                return False
+            if with_momentum:
+                if not (_float_data(bufs[k], True, &views[3 * k + 2]) and _same(&views[3 * k], &views[3 * k + 2])):
+                    return False
+            else:
+                views[3 * k + 2].data = NULL
+        with nogil:
+            for k in range(count):
+                if views[3 * k].kind == b'f':
+                    _sgd_loop(<float*>views[3 * k].data, <const float*>views[3 * k + 1].data,
+                              <float*>views[3 * k + 2].data, views[3 * k].size, lr, momentum, dampening,
+                              weight_decay, nesterov, first)
+                else:
+                    _sgd_loop(<double*>views[3 * k].data, <const double*>views[3 * k + 1].data,
+                              <double*>views[3 * k + 2].data, views[3 * k].size, lr, momentum, dampening,
+                              weight_decay, nesterov, first)
+    finally:
+        PyMem_Free(views)
+    return True
+
+
 ctypedef fused float_bits:      # the bits of a float32 / float64
     uint32_t
     uint64_t

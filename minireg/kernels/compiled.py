@@ -135,6 +135,15 @@ class CompiledKernels(Kernels):
         )
         return w
 
+    def _sgd_steps(self, ws, gs, bufs, lr, momentum, dampening, weight_decay, nesterov, first):
+        # As _adamw_prox_steps: one Cython call, or (it wrote nothing) one dispatch per triple.
+        if not self._ck.sgd_steps(ws, gs, bufs, lr, momentum, dampening, weight_decay, nesterov, first):
+            for k, (w, g) in enumerate(zip(ws, gs)):
+                triple = [w], [g], bufs[k:k + 1]
+                if not self._ck.sgd_steps(*triple, lr, momentum, dampening, weight_decay, nesterov, first):
+                    super()._sgd_steps(*triple, lr, momentum, dampening, weight_decay, nesterov, first)
+        return ws
+
     def _adamw_prox_steps(self, ws, gs, ms, vs, beta1, beta2, eps, coef):
         # One Cython call for the whole list; it checks every array itself and, when one is not
         # for the loops, writes nothing and returns False: then each quadruple is dispatched alone.

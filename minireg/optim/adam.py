@@ -36,7 +36,7 @@ class Adam(Optimizer):
         each with its proximal steps (fused into its kernel where ``fused_strengths`` allows)."""
         if group["amsgrad"]:
             return super()._update_group(group, params, attached)
-        with_prox = {p for p, regs in attached if any(a.stage == "prox" for a in regs)}
+        with_prox = self._with_prox(attached)
         batches = {}          # (backend, step count) -> [(w, g, m, v)]
         for p in params:
             if p in with_prox:

@@ -369,6 +369,11 @@ class Optimizer:
         for p in params:
             self._update_param(p, group)
 
+    @staticmethod
+    def _with_prox(attached):
+        """The parameters in ``attached`` that carry a proximal step (they take the per-parameter path)."""
+        return {p for p, regs in attached if any(a.stage == "prox" for a in regs)}
+
     def _update_param(self, p, group):
         """``_update`` of one parameter, then its attached proximal steps unless ``_update`` took them."""
         state = self.state.setdefault(p, {})

@@ -24,17 +24,41 @@ class SGD(Optimizer):
             raise ArgumentError(f"nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
+    def _update_group(self, group, params, attached):
+        """The parameters without attached proximal steps take one multi-tensor kernel call
+        (``sgd_steps_``) per backend, and per first / later step when there is momentum (the first
+        step fills the buffer); the others are updated one by one, each with its proximal steps."""
+        with_prox = self._with_prox(attached)
+        batches = {}          # (backend, first step) -> [(w, g, momentum buffer)]
+        for p in params:
+            if p in with_prox:
+                self._update_param(p, group)
+                continue
+            state = self.state.get(p)
+            if state is None:
+                state = self.state[p] = {}
+            buf, first = self._momentum_buffer(p, state, group)
+            batch = batches.get((p.backend, first))
+            if batch is None:
+                batch = batches[p.backend, first] = []
+            batch.append((p.data, p.grad.data, buf))
+        for (backend, first), batch in batches.items():
+            ws, gs, bufs = map(list, zip(*batch))
+            self._kernel_step(backend, ws, gs, bufs, group, first)
+
     def _update(self, p, g, state, group):
-        w = p.data
-        momentum = group["momentum"]
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * w
-        if momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = p.backend.xp.asarray(g, copy=True)
-            else:
-                buf *= momentum
-                buf += (1 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        w -= group["lr"] * g
+        buf, first = self._momentum_buffer(p, state, group)
+        self._kernel_step(p.backend, [p.data], [g], [buf], group, first)
+
+    @staticmethod
+    def _kernel_step(backend, ws, gs, bufs, group, first):
+        backend.kernels.sgd_steps_(ws, gs, bufs, group["lr"], group["momentum"], group["dampening"],
+                                   group["weight_decay"], group["nesterov"], first)
+
+    def _momentum_buffer(self, p, state, group):
+        """(buffer, first step): p's momentum buffer, made at the first step (the kernel then fills
+        it with the first direction); (None, False) without momentum."""
+        if not group["momentum"]:
+            return None, False
+        first = "momentum_buffer" not in state
+        return self._buffer(state, "momentum_buffer", p), first

@@ -334,6 +334,84 @@ def test_adamw_prox_steps_is_bitwise_adamw_prox_step_per_array(impl, quadruples,
         assert [native_bytes(impl, x) for x in multi] == [native_bytes(impl, x) for x in one]
 
 
+def sgd_numpy_step(w, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """torch.optim.SGD's step as minireg's SGD took it per parameter, in NumPy (in place on w, buf)."""
+    if weight_decay:
+        g = g + weight_decay * w
+    if momentum:
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    w -= lr * g
+
+
+SGD_OPTIONS = st.tuples(st.floats(0, 0.5), st.sampled_from([0.0, 0.9]), st.sampled_from([0.0, 0.3]),
+                        st.sampled_from([0.0, 0.01]), st.booleans())
+
+
+@given(triples=adamw_lists(), options=SGD_OPTIONS)
+def test_sgd_steps_is_bitwise_the_per_parameter_numpy_step(impl, triples, options):
+    lr, momentum, dampening, weight_decay, nesterov = options
+    nesterov = nesterov and momentum > 0
+    ws = [impl.put(w0, dtype, layout) for (w0, _, _), dtype, layout in triples]
+    bufs = [impl.put(np.zeros_like(w0), dtype, layout) for (w0, _, _), dtype, layout in triples]
+    host_ws = [w0.astype(dtype) for (w0, _, _), dtype, _ in triples]
+    host_bufs = [np.zeros_like(w) for w in host_ws]
+    for step in (1, 2):
+        gs = [impl.put(arrays[step], dtype, "contiguous") for arrays, dtype, _ in triples]
+        args = (lr, momentum, dampening, weight_decay, nesterov, step == 1)
+        assert impl.kernels.sgd_steps_(ws, gs, bufs, *args) is ws
+        for w, (arrays, dtype, _), buf in zip(host_ws, triples, host_bufs):
+            sgd_numpy_step(w, arrays[step].astype(dtype), buf, *args)
+    assert [native_bytes(impl, w) for w in ws] == [w.tobytes() for w in host_ws]
+    if momentum:
+        assert [native_bytes(impl, b) for b in bufs] == [b.tobytes() for b in host_bufs]
+
+
+@pytest.mark.parametrize("second, error, match", [
+    ((4, 3), ShapeError, r"sgd_steps_: arrays 1 \(ws\[1\], gs\[1\], bufs\[1\]\).*buf has shape"),
+    ("float32", DTypeError, r"arrays 1 .*buf has dtype .*float32"),
+    ("short", ArgumentError, "lists of equal length"),
+])
+def test_sgd_steps_checks_every_array_before_writing_any(impl, second, error, match):
+    rng = np.random.default_rng(4)
+    ws = [impl.put(rng.normal(size=(3, 4)), np.float64) for _ in range(2)]
+    gs = [impl.put(rng.normal(size=(3, 4)), np.float64) for _ in range(2)]
+    bufs = [impl.put(rng.normal(size=(3, 4)), np.float64)]
+    if second != "short":
+        bufs.append(impl.put(rng.normal(size=second), np.float64) if isinstance(second, tuple)
+                    else impl.put(rng.normal(size=(3, 4)), np.float32))
+    snapshot = [impl.host(a) for a in ws + bufs]
+    with pytest.raises(error, match=match):
+        impl.kernels.sgd_steps_(ws, gs, bufs, 0.1, 0.9, 0.0, 0.0, False, False)
+    for a, before in zip(ws + bufs, snapshot):
+        np.testing.assert_array_equal(impl.host(a), before)
+    # without momentum the buffers are not read (nor checked)
+    impl.kernels.sgd_steps_(ws, gs, [None, None], 0.1, 0.0, 0.0, 0.0, False, False)
+
+
+def test_compiled_sgd_steps_takes_one_call_and_falls_back_per_array():
+    impl = _compiled_impl()
+    rng = np.random.default_rng(7)
+    hosts = [[rng.normal(size=shape) for _ in range(3)] for shape in ((6, 4), (5,), (3, 2))]
+
+    def run(layouts):
+        kernels = CompiledKernels(np)
+        kernels._ck = recorder = _Recorder(kernels._ck)
+        ws, gs, bufs = ([impl.put(h[i], np.float32, layout) for h, layout in zip(hosts, layouts)] for i in range(3))
+        kernels.sgd_steps_(ws, gs, bufs, 0.1, 0.9, 0.1, 0.01, False, False)
+        return recorder.calls, [impl.host(w) for w in ws + bufs]
+    calls, contiguous = run(["contiguous"] * 3)
+    assert calls == ["sgd_steps"]
+    calls, mixed = run(["contiguous", "strided", "contiguous"])
+    assert calls == ["sgd_steps"] * 4       # the group call, then one per triple (the strided one: reference)
+    for a, b in zip(contiguous, mixed):
+        np.testing.assert_array_equal(a, b)
+
+
 def _adamw_steps_bad_calls():
     good = dict(step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0)
     return [
@@ -424,6 +502,11 @@ def test_compiled_optimizer_kernels_on_bulk_arrays_take_the_threaded_chunks(dtyp
     assert bool(impl.kernels.surely_finite([g]))
     g[-1] = np.nan
     assert not bool(impl.kernels.surely_finite([g]))
+    g[-1] = 0.5
+    host_w, host_b = w.copy(), m.copy()
+    impl.kernels.sgd_steps_([w], [g], [m], 0.1, 0.9, 0.1, 0.01, True, False)
+    sgd_numpy_step(host_w, g, host_b, 0.1, 0.9, 0.1, 0.01, True, False)
+    assert w.tobytes() == host_w.tobytes() and m.tobytes() == host_b.tobytes()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -659,6 +659,47 @@ def test_adam_group_step_is_bitwise_the_per_parameter_kernels(monkeypatch, multi
     assert calls == ([] if options.get("amsgrad") else [5, 4, 4, 1, 4, 1])
 
 
+@pytest.mark.parametrize("options", [
+    dict(lr=0.1), dict(lr=0.1, weight_decay=0.01), dict(lr=0.1, momentum=0.9, dampening=0.2),
+    dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+], ids=["plain", "decay", "momentum-dampening", "nesterov-decay"])
+def test_sgd_group_step_is_bitwise_the_per_parameter_numpy_step(monkeypatch, options):
+    """SGD's multi-tensor step against the per-parameter NumPy code it replaced; parameter 3 gets
+    its first gradient at step 2, so its buffer starts a step late (a call of its own then)."""
+    params = mixed_params()
+    host = [p.numpy().copy() for p in params]
+    bufs = [None] * len(params)
+    momentum, dampening = options.get("momentum", 0.0), options.get("dampening", 0.0)
+    kernels = params[0].backend.kernels
+    calls = []
+    original = kernels.sgd_steps_
+    monkeypatch.setattr(kernels, "sgd_steps_", lambda ws, *a: calls.append(len(ws)) or original(ws, *a))
+    opt = SGD(params, **options)
+    rng = np.random.default_rng(8)
+    for step in range(3):
+        for i, p in enumerate(params):
+            g = rng.normal(size=p.shape).astype(host[i].dtype)
+            p.grad = None if (i == 3 and step == 0) else mr.Tensor(g)
+            if p.grad is None:
+                continue
+            if options.get("weight_decay"):
+                g = g + options["weight_decay"] * host[i]
+            if momentum:
+                if bufs[i] is None:
+                    bufs[i] = g.copy()
+                else:
+                    bufs[i] *= momentum
+                    bufs[i] += (1 - dampening) * g
+                g = g + momentum * bufs[i] if options.get("nesterov") else bufs[i]
+            host[i] -= options["lr"] * g
+        opt.step()
+    for p, w in zip(params, host):
+        assert p.numpy().tobytes() == w.tobytes()
+    if momentum:
+        assert all(opt.state[p]["momentum_buffer"].tobytes() == b.tobytes() for p, b in zip(params, bufs))
+    assert calls == ([5, 5, 1, 6] if momentum else [5, 6, 6])
+
+
 @pytest.mark.parametrize("hook, error, match", [
     (type("NoTiming", (), {"hook": lambda self, o, g, p: None})(), ArgumentError, "must declare timing 'pre'"),
     (type("BadStage", (), {"timing": "pre", "stage": "prox", "hook": lambda s, o, g, p: None})(), ArgumentError,
