@@ -1,5 +1,8 @@
 # The mixture-of-Gaussians prior's fused kernel (included by _ckernels.pyx)
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int64_t
+
 # -- mixture-of-Gaussians prior (soft weight-sharing) ---------------------------------------------
 
 cdef enum:
@@ -7,15 +10,14 @@ cdef enum:
     MIXTURE_BLOCK = 64             # weights per block
     MIXTURE_LANES = 32             # per-component sums kept per lane: a block's two halves share them
     MIXTURE_CHUNK_BLOCKS = 32      # blocks per chunk: one unit of a thread's work, with its own sums
-    MIXTURE_LOG_PRODUCTS = 4       # a block's sum of log s_b taken as the logs of 4 products of 16
     MIXTURE_PARALLEL_MIN_PAIRS = 1 << 18   # (weights x components) below which one thread does it all
 
 cdef double LOG_2PI = 1.8378770664093453
 cdef double LN2 = 0.6931471805599453
 # A block's sums s_b = sum_j 2^t_bj (t_bj <= 0, see _mixture_range) are used as they are while every
 # s_b >= MIXTURE_TINY: the terms flushed to 0 (below 2^-100 in float, 2^-1000 in double) then sum
-# to less than 2^-34 of s_b, and a product of 16 sums stays a normal double. Otherwise the block
-# is redone shifted by each weight's maximum, where s_b >= 1.
+# to less than 2^-34 of s_b, and a product of 8 sums (times a number in [1, 2)) stays a normal
+# double. Otherwise the block is redone shifted by each weight's maximum, where s_b >= 1.
 cdef double MIXTURE_TINY = 8.673617379884035e-19     # 2^-60
 MAX_MIXTURE_COMPONENTS = MIXTURE_MAX_COMPONENTS   # for minireg.kernels.compiled
 
@@ -41,6 +43,23 @@ cdef extern from *:
     }
     """
     float minireg_mixture_exp2_f(float t) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* a[k] = m 2^e (a[k] > 0 and normal) -> a[k] = m in [1, 2), e added to exponents[k]: bit operations
+       that vectorize */
+    static inline void minireg_renormalize8(double* a, int64_t* exponents) {
+        for (int k = 0; k < 8; k++) {
+            uint64_t bits;
+            memcpy(&bits, &a[k], 8);
+            exponents[k] += (int64_t)(bits >> 52) - 1023;
+            bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+            memcpy(&a[k], &bits, 8);
+        }
+    }
+    """
+    void minireg_renormalize8(double* a, int64_t* exponents) noexcept nogil
 
 
 cdef inline floating _mixture_exp2(floating t) noexcept nogil:
@@ -120,16 +139,22 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
     cdef floating shift[MIXTURE_BLOCK]
     cdef floating s[MIXTURE_BLOCK]
     cdef floating g[MIXTURE_BLOCK]
-    cdef double products[MIXTURE_LOG_PRODUCTS]
+    cdef floating inv[MIXTURE_BLOCK]
+    cdef double products[8]
+    cdef int64_t exponents[8]
     cdef floating *ej
     cdef floating *l0
     cdef floating *l1
     cdef floating *l2
     cdef floating d, r, rd, d_hi, r_hi, rd_hi, muj, lamj
     cdef double total = 0
-    cdef bint too_small
+    cdef floating tiny = <floating>MIXTURE_TINY
+    cdef int too_small
     for b in range(3 * J * MIXTURE_LANES):
         lanes[b] = 0
+    for k in range(8):
+        products[k] = 1
+        exponents[k] = 0
     for blk in range((n + MIXTURE_BLOCK - 1) // MIXTURE_BLOCK):
         i0 = blk * MIXTURE_BLOCK
         nb = min(<Py_ssize_t>MIXTURE_BLOCK, n - i0)
@@ -137,24 +162,27 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
             x[b] = w[i0 + b] if b < nb else w[i0]     # padding: a real weight, so s_b is never too small
             g[b] = 0
         _block_exps(x, mu, h, c, J, shift, False, e, s)
-        too_small = False
+        too_small = 0
         for b in range(MIXTURE_BLOCK):
-            too_small = too_small | (s[b] < MIXTURE_TINY)
+            too_small = too_small | (s[b] < tiny)
         total += nb * bound
         if too_small:
             _block_max(x, mu, h, c, J, shift)
             _block_exps(x, mu, h, c, J, shift, True, e, s)
             for b in range(nb):
                 total += LN2 * shift[b]
-        for b in range(MIXTURE_LOG_PRODUCTS):
-            products[b] = 1
-        for b in range(MIXTURE_BLOCK):     # sum_b log s_b as the logs of products of 16 s_b
-            if b >= nb:
-                s[b] = 1
-            products[b // (MIXTURE_BLOCK // MIXTURE_LOG_PRODUCTS)] *= s[b]
-            s[b] = (1 / s[b]) if b < nb else 0      # padding: responsibilities 0
-        for b in range(MIXTURE_LOG_PRODUCTS):
-            total += log(products[b])
+        for b in range(nb, MIXTURE_BLOCK):     # padding: a sum of 1 (log 0), responsibilities 0
+            s[b] = 1
+        for b in range(MIXTURE_BLOCK):
+            inv[b] = 1 / s[b]
+        for b in range(nb, MIXTURE_BLOCK):
+            inv[b] = 0
+        # sum_b log s_b as the log of a product: eight running products, brought back to [1, 2)
+        # after each block (their exponents counted apart), logs taken once at the end
+        for b in range(0, MIXTURE_BLOCK, 8):
+            for k in range(8):
+                products[k] *= s[b + k]
+        minireg_renormalize8(products, exponents)
         # r_j = e_j / s; per-lane sums of r, r d, r d^2, weights b and b + MIXTURE_LANES in one lane:
         # half the stores of one lane per weight (this loop is bound by its stores)
         for j in range(J):
@@ -163,7 +191,7 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
             l1, l2 = l0 + MIXTURE_LANES, l0 + 2 * MIXTURE_LANES
             for b in range(MIXTURE_LANES):
                 d, d_hi = x[b] - muj, x[b + MIXTURE_LANES] - muj
-                r, r_hi = ej[b] * s[b], ej[b + MIXTURE_LANES] * s[b + MIXTURE_LANES]
+                r, r_hi = ej[b] * inv[b], ej[b + MIXTURE_LANES] * inv[b + MIXTURE_LANES]
                 rd, rd_hi = r * d, r_hi * d_hi
                 g[b] = g[b] + rd * lamj
                 g[b + MIXTURE_LANES] = g[b + MIXTURE_LANES] + rd_hi * lamj
@@ -175,6 +203,8 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
     for j in range(J):
         for k in range(3):
             stats[k * J + j] += _lane_sum(&lanes[(3 * j + k) * MIXTURE_LANES])
+    for k in range(8):
+        total += log(products[k]) + LN2 * exponents[k]
     return -total
 
 
