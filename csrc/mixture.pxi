@@ -47,14 +47,16 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* a[k] = m 2^e (a[k] > 0 and normal) -> a[k] = m in [1, 2), e added to exponents[k]: bit operations
-       that vectorize */
+    /* a[k] = m 2^e (a[k] > 0 and normal) -> a[k] = m in [1, 2), e added to exponents[k], with bit
+       operations that vectorize; NaN and infinity stay as they are (the final log passes them on). */
     static inline void minireg_renormalize8(double* a, int64_t* exponents) {
         for (int k = 0; k < 8; k++) {
             uint64_t bits;
             memcpy(&bits, &a[k], 8);
-            exponents[k] += (int64_t)(bits >> 52) - 1023;
-            bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+            int64_t biased = (int64_t)((bits >> 52) & 0x7ff);
+            int finite = biased != 0x7ff;
+            exponents[k] += finite ? biased - 1023 : 0;
+            bits = finite ? (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL : bits;
             memcpy(&a[k], &bits, 8);
         }
     }

@@ -820,6 +820,18 @@ def test_mixture_nll_is_exact_far_from_every_component(impl, dtype):
         np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_mixture_nll_passes_nan_and_infinity_on(impl, bad):
+    w = 0.3 * np.random.default_rng(8).standard_normal(300)
+    w[123] = bad
+    components = (np.linspace(-0.6, 0.6, 5), np.full(5, 3.0), np.full(5, -np.log(5)))
+    with np.errstate(invalid="ignore"):       # the reference's exp(-inf - -inf)
+        nll, (grad_w,), *_ = impl.kernels.mixture_nll([impl.put(w, np.float32)],
+                                                      *(impl.put(c, np.float32) for c in components))
+    assert np.isnan(impl.host(nll)) and np.isnan(impl.host(grad_w)[123])
+    assert np.all(np.isfinite(np.delete(impl.host(grad_w), 123)))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_mixture_nll_gives_the_same_bits_on_any_number_of_threads(dtype):
     """Threads take the fixed chunks as they come free; each chunk keeps its own sums, added in
