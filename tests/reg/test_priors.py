@@ -432,3 +432,20 @@ def test_the_fused_value_follows_settings_changed_after_construction():
     prior.value([p])                         # makes the fused value's constant arrays
     prior.pi_zero, prior.precision_prior = 0.5, ((2.0, 1.0), (3.0, 0.5))
     assert prior.value([p]).item() == pytest.approx(prior.reference_value([p]).item(), rel=1e-12)
+
+
+def test_a_step_with_the_prior_makes_no_host_round_trip_on_the_fake_device():
+    """The fused value and its backward stay on the device: after a first call (which makes the
+    constant arrays), value + backward read nothing back and copy nothing to the device."""
+    device = fake_device()
+    prior = prior64(n_components=5)
+    prior.to(device)
+    weights = [Parameter(device.asarray(0.4 * W)), Parameter(device.asarray(0.3 * REF.T))]
+
+    def step():
+        prior.value(weights).backward()
+
+    step()
+    with device.counting() as counts:
+        step()
+    assert (counts.syncs, counts.copies_to_device, counts.implicit) == (0, 0, 0), counts.report()
