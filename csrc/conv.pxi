@@ -36,13 +36,6 @@ cdef inline void _window_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t 
     lo[0] = min(lo[0], hi[0])
 
 
-# Threads pay for a conv or pool pass from about this many elements written: each is a copy or a
-# few compares per element (~1 ns), so 64k elements are ~50 us of serial work, well above the cost
-# of waking a sleeping thread (OMP_WAIT_POLICY=PASSIVE). Smaller passes stay serial.
-cdef enum:
-    CONV_PARALLEL_MIN_SIZE = 1 << 16
-
-
 cdef void _im2col_block(const floating* plane, Plane p, floating* out, Py_ssize_t gh, Py_ssize_t gw, Py_ssize_t sh,
                         Py_ssize_t sw, Py_ssize_t oy, Py_ssize_t ox, floating pad) noexcept nogil:
     """out[y*gw + g] = plane[y*sh + oy, g*sw + ox] (pad outside the plane): one image's windows at one
@@ -82,7 +75,7 @@ def im2col(const floating[:, :, :, :] x, floating[:, ::1] cols, Py_ssize_t kh, P
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], q, r, c, i, j, n
     cdef Plane p = _plane(x)
     for q in prange(C * kh * kw * N, nogil=True, schedule="static",
-                    use_threads_if=cols.shape[0] * cols.shape[1] >= CONV_PARALLEL_MIN_SIZE):
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
         r, n = q // N, q % N
         c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
         _im2col_block(&x[n, c, 0, 0], p, &cols[r, n * gh * gw], gh, gw, sh, sw,
@@ -128,7 +121,7 @@ def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] image, Py_ssize_t
     cdef Py_ssize_t q, c, n
     cdef Window w = _window(kh, kw, sh, sw, ph, pw, dh, dw)
     for q in prange(C * N, nogil=True, schedule="static",
-                    use_threads_if=cols.shape[0] * cols.shape[1] >= CONV_PARALLEL_MIN_SIZE):
+                    use_threads_if=cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_SIZE):
         c, n = q // N, q % N
         _col2im_plane(&cols[c * kh * kw, n * gh * gw], cols.shape[1], &image[n, c, 0, 0], H, W, w, gh, gw)
 
@@ -286,7 +279,7 @@ cdef void _pool(int mode, const floating[:, :, :, :] g, const floating[:, :, :, 
                 const floating[:, :, :, :] y, floating[:, :, :, :] out, Window w) noexcept nogil:
     cdef Py_ssize_t q, n, c, C = x.shape[1]
     cdef Plane px = _plane(x), py = _plane(y), pg = _plane(g), po = _plane(out)
-    cdef bint parallel = x.shape[0] * C * px.H * px.W >= CONV_PARALLEL_MIN_SIZE
+    cdef bint parallel = x.shape[0] * C * px.H * px.W >= PARALLEL_MIN_SIZE // 8
     for q in prange(x.shape[0] * C, schedule="static", use_threads_if=parallel):
         n, c = q // C, q % C
         _pool_plane(mode, &g[n, c, 0, 0], pg, &x[n, c, 0, 0], px, &y[n, c, 0, 0], py, &out[n, c, 0, 0], po, w)

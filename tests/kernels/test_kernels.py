@@ -1033,10 +1033,10 @@ THREADS_SCRIPT = """
 import hashlib, numpy as np
 from minireg.kernels import CompiledKernels
 k, rng = CompiledKernels(np), np.random.default_rng(0)
-x = rng.standard_normal((8, 8, 31, 37)).astype(np.float32).transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3)
-win = ((3, 3), (1, 2), (1, 1), (1, 1))
-cols = k.im2col(x, *win, (31, 19), 0.0)
-image = k.col2im(cols * 1.5, (31, 37), *win, (31, 19))
+x = rng.standard_normal((16, 8, 31, 37)).astype(np.float32).transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3)
+win = ((3, 3), (1, 1), (1, 1), (1, 1))
+cols = k.im2col(x, *win, (31, 37), 0.0)
+image = k.col2im(cols * 1.5, (31, 37), *win, (31, 37))
 pool = ((2, 2), (2, 2), (0, 0), (1, 1))
 y = k.max_pool(x, *pool, (15, 18))
 gx = k.max_pool_scatter(y * 0.5, x, y, *pool)
@@ -1046,9 +1046,9 @@ print(hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (cols, 
 
 
 def test_compiled_conv_and_pool_passes_give_the_same_bits_on_any_number_of_threads():
-    """Above the parallel threshold (64k elements; every pass here is larger) the passes split their
-    work across threads; no entry is summed across threads, so 1 and 3 threads (an uneven split) give
-    identical results."""
+    """Above the parallel thresholds (1M column entries, 128k pooled pixels; the passes here are
+    larger) the passes split their work across threads; no entry is summed across threads, so 1 and
+    3 threads (an uneven split) give identical results."""
     import subprocess
     import sys
     _compiled_module()
