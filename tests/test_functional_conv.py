@@ -329,6 +329,26 @@ def test_im2col_and_col2im_are_adjoint(window, data):
     np.testing.assert_allclose(np.vdot(forward.numpy(), c.numpy()), np.vdot(x.numpy(), back.numpy()), rtol=1e-10)
 
 
+def test_conv2d_bias_and_weight_gradients_match_numpy_with_the_channel_major_layout():
+    """The GEMM's (O, N*gH*gW) output is returned as a channel-major view; bias + ReLU + max pool
+    on it give PyTorch's values, and the gradients (bias: the output gradient summed over N, H, W)
+    match NumPy sums of the same chain."""
+    x, w, b = rng.normal(size=(3, 2, 6, 6)), rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
+    xt, wt, bt = mr.tensor(x), mr.tensor(w, requires_grad=True), mr.tensor(b, requires_grad=True)
+    y = FC.conv2d(xt, wt, bt, padding=1)
+    assert np.transpose(y.numpy(), (1, 0, 2, 3)).flags.c_contiguous
+    np.testing.assert_allclose(y.numpy(), conv2d_ref(x, w, b, padding=1), rtol=1e-12)
+    pooled = FC.max_pool2d(mr.F.relu(y), 2)
+    u = rng.normal(size=pooled.shape)
+    (pooled * mr.tensor(u)).sum().backward()
+    gy = FC.MaxPoolScatter(FC.Window.of(2, 2), np.maximum(y.numpy(), 0), pooled.numpy())(mr.tensor(u)).numpy()
+    gy = gy * (y.numpy() > 0)
+    np.testing.assert_allclose(bt.grad.numpy(), gy.sum(axis=(0, 2, 3)), rtol=1e-10)
+    cols = im2col_ref(x, 3, padding=1)
+    np.testing.assert_allclose(wt.grad.numpy(), (gy.transpose(1, 0, 2, 3).reshape(4, -1) @ cols.T).reshape(w.shape),
+                               rtol=1e-10)
+
+
 def test_conv_transpose2d_is_the_adjoint_of_conv2d():
     x, w = rng.normal(size=(2, 4, 6, 5)), rng.normal(size=(6, 2, 3, 3))
     kwargs = dict(stride=2, padding=1, dilation=1, groups=2)
