@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from minireg.errors import ArgumentError, ShapeError
 from minireg.function import Function
-from minireg.functional import _t, broadcast_to, matmul, mean, reshape, swapaxes, transpose
+from minireg.functional import MatMul, _t, broadcast_to, matmul, mean, reshape, swapaxes, transpose
 
 __all__ = ["Im2Col", "Col2Im", "ConvProduct", "MaxPool2d", "MaxPoolScatter", "MaxPoolGather", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample_nearest2d"]
 
@@ -162,11 +162,11 @@ class ConvProduct(Function):
         return y
 
     def backward(self, gy):
-        w, cols, b = self.inputs
-        gw = matmul(gy, swapaxes(cols, -1, -2)) if w.requires_grad else None
-        gcols = matmul(swapaxes(w, -1, -2), gy) if cols.requires_grad else None
+        need_w, need_cols, need_b = self.needs_input_grad
+        gw = MatMul(transpose_b=True)(gy, self.inputs[1]) if need_w else None
+        gcols = MatMul(transpose_a=True)(self.inputs[0], gy) if need_cols else None
         gb = None
-        if b.requires_grad:   # the row sums as a GEMV with ones: 3-5x faster than sum's pairwise reduction
+        if need_b:   # the row sums as a GEMV with ones: 3-5x faster than sum's pairwise reduction
             gb = matmul(gy, self.const(self.backend.ones((gy.shape[-1], 1), gy.data.dtype)))
         return gw, gcols, gb
 
