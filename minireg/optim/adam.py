@@ -36,20 +36,11 @@ class Adam(Optimizer):
         each with its proximal steps (fused into its kernel where ``fused_strengths`` allows)."""
         if group["amsgrad"]:
             return super()._update_group(group, params, attached)
-        with_prox = self._with_prox(attached)
-        batches = {}          # (backend, step count) -> [(w, g, m, v)]
-        for p in params:
-            if p in with_prox:
-                self._update_param(p, group)
-                continue
-            state = self.state.get(p)
-            if state is None:
-                state = self.state[p] = {}
+        def entry(p, state):      # key (backend, step count), arrays (w, g, m, v)
             g, m, v, step = self._moments(p, p.grad.data, state, group)
-            batch = batches.get((p.backend, step))
-            if batch is None:
-                batch = batches[p.backend, step] = []
-            batch.append((p.data, g, m, v))
+            return (p.backend, step), (p.data, g, m, v)
+
+        batches = self._batches(group, params, attached, entry)
         lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], self._kernel_decay(group)
         for (backend, step), batch in batches.items():
             ws, gs, ms, vs = map(list, zip(*batch))

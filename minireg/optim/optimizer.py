@@ -369,10 +369,26 @@ class Optimizer:
         for p in params:
             self._update_param(p, group)
 
-    @staticmethod
-    def _with_prox(attached):
-        """The parameters in ``attached`` that carry a proximal step (they take the per-parameter path)."""
-        return {p for p, regs in attached if any(a.stage == "prox" for a in regs)}
+    def _batches(self, group, params, attached, entry):
+        """The multi-tensor kernels' batches: ``{key: [arrays, ...]}`` with ``(key, arrays) =
+        entry(p, state)`` for each parameter without an attached proximal step (one kernel call per
+        key: backend, step count, ...). The others are updated one by one (``_update_param``), each
+        with its proximal steps."""
+        with_prox = {p for p, regs in attached if any(a.stage == "prox" for a in regs)}
+        batches = {}
+        for p in params:
+            if p in with_prox:
+                self._update_param(p, group)
+                continue
+            state = self.state.get(p)
+            if state is None:
+                state = self.state[p] = {}
+            key, arrays = entry(p, state)
+            batch = batches.get(key)
+            if batch is None:
+                batch = batches[key] = []
+            batch.append(arrays)
+        return batches
 
     def _update_param(self, p, group):
         """``_update`` of one parameter, then its attached proximal steps unless ``_update`` took them."""

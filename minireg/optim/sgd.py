@@ -28,20 +28,11 @@ class SGD(Optimizer):
         """The parameters without attached proximal steps take one multi-tensor kernel call
         (``sgd_steps_``) per backend, and per first / later step when there is momentum (the first
         step fills the buffer); the others are updated one by one, each with its proximal steps."""
-        with_prox = self._with_prox(attached)
-        batches = {}          # (backend, first step) -> [(w, g, momentum buffer)]
-        for p in params:
-            if p in with_prox:
-                self._update_param(p, group)
-                continue
-            state = self.state.get(p)
-            if state is None:
-                state = self.state[p] = {}
+        def entry(p, state):      # key (backend, first step), arrays (w, g, momentum buffer)
             buf, first = self._momentum_buffer(p, state, group)
-            batch = batches.get((p.backend, first))
-            if batch is None:
-                batch = batches[p.backend, first] = []
-            batch.append((p.data, p.grad.data, buf))
+            return (p.backend, first), (p.data, p.grad.data, buf)
+
+        batches = self._batches(group, params, attached, entry)
         for (backend, first), batch in batches.items():
             ws, gs, bufs = map(list, zip(*batch))
             self._kernel_step(backend, ws, gs, bufs, group, first)
