@@ -159,5 +159,6 @@ cdef inline double _sum_squares(const floating* x, Py_ssize_t n) noexcept nogil:
 
 # One include file per kernel family.
 include "elementwise.pxi"
+include "activations.pxi"
 include "mixture.pxi"
 include "conv.pxi"

@@ -14,6 +14,7 @@ import math
 import numbers
 
 from minireg import check
+from minireg._config import is_grad_enabled
 from minireg.function import Function
 from minireg.errors import ArgumentError, DTypeError, IndexOutOfRangeError, ShapeError
 from minireg.tensor import Tensor, operand, tensor
@@ -671,11 +672,13 @@ def pad(x, pad_width, value=0.0):
 # ==== activations ==================================================================================
 class ReLU(Function):
     saves = (0,)
-    def forward(self, a): return self.xp.clip(a, 0, None)
+    def forward(self, a): return self.backend.kernels.relu(a)
 
     def backward(self, gy):
         a = self.inputs[0].data
-        return (gy * self.const(self.xp.astype(a > 0, a.dtype)),)
+        if is_grad_enabled() or gy.dtype != a.dtype:   # create_graph: a product with the mask, differentiable in gy
+            return (gy * self.const(self.xp.astype(a > 0, a.dtype)),)
+        return (self.const(self.backend.kernels.relu_grad(gy.data, a)),)    # the same values, one pass
 
 
 class LeakyReLU(Function):

@@ -40,6 +40,19 @@ def compiled_module():
     return _ckernels
 
 
+def _dense_flat(a):
+    """A 1-D view of a float32/float64 NumPy array in memory order when its elements fill one
+    block in some axis order (C order, F order, a transposed conv output), else None. Arrays with
+    the same strides get views that match element for element."""
+    if type(a) is not numpy.ndarray or a.dtype not in _FLOAT_DTYPES or not a.size:
+        return None
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
+    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
+    view = a.transpose(order)
+    return view.reshape(-1) if view.flags.c_contiguous else None
+
+
 def _flat(a):
     # A C-contiguous array reshapes to 1-D without copying.
     return a.reshape(-1)
@@ -166,6 +179,22 @@ class CompiledKernels(Kernels):
             [numpy.ascontiguousarray(w).reshape(-1) for w in ws], means, log_precisions, log_mix)
         return (numpy.asarray(nll, dtype=means.dtype), tuple(g.reshape(w.shape) for g, w in zip(grads_w, ws)),
                 d_means, d_log_precisions, d_log_mix)
+
+    def _relu(self, x):
+        flat = _dense_flat(x)
+        if flat is None:
+            return super()._relu(x)
+        y = numpy.empty_like(x)          # x's layout (a conv output is channel-major)
+        self._ck.relu(flat, _dense_flat(y))
+        return y
+
+    def _relu_grad(self, gy, x):
+        flat_x = _dense_flat(x)
+        if flat_x is None or gy.strides != x.strides or type(gy) is not numpy.ndarray:
+            return super()._relu_grad(gy, x)
+        gx = numpy.empty_like(x)
+        self._ck.relu_grad(_dense_flat(gy), flat_x, _dense_flat(gx))
+        return gx
 
     def _im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):
         if not (type(x) is numpy.ndarray and x.dtype in _FLOAT_DTYPES and x.size):

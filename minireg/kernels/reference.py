@@ -416,6 +416,23 @@ class Kernels:
             start += size
         return nll, tuple(grads_w), -lam * s1, 0.5 * (lam * s2 - s0), -s0
 
+    # -- activations ---------------------------------------------------------------------------
+
+    def relu(self, x):
+        """clip(x, 0, None) elementwise, as a new array (NaN passes, -0.0 becomes 0)"""
+        return self._relu(x)
+
+    def _relu(self, x):
+        return self.xp.clip(x, 0, None)
+
+    def relu_grad(self, gy, x):
+        """gy * (x > 0), as a new array; gy and x of one shape and dtype"""
+        _check_arrays(self.xp, gy=gy, x=x)
+        return self._relu_grad(gy, x)
+
+    def _relu_grad(self, gy, x):
+        return gy * self.xp.astype(x > 0, x.dtype)
+
     # -- convolution columns -------------------------------------------------------------------
 
     def im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):

@@ -144,6 +144,60 @@ def row_norms(w):
 
 
 # ---------------------------------------------------------------------------------------------
+# Activations (the ReLU op's forward and backward): the bits of clip(x, 0, None) and gy * (x > 0)
+
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -1e-300, -1.0, 2.5])
+
+
+def _with_specials(host):
+    flat = host.reshape(-1).copy()
+    flat[:min(flat.size, SPECIAL.size)] = SPECIAL[:flat.size]
+    return flat.reshape(host.shape)
+
+
+def _assert_same_bits(got, expected, signed_zeros=True):
+    """Equal values, NaN included; with ``signed_zeros`` also the signs of zeros (NumPy's clip gives
+    +0 for -0.0; the array API leaves that to the library, and array_api_strict keeps -0.0)."""
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected, equal_nan=True)
+    if signed_zeros:
+        assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+@given(arrays=same_shape(2), dtype=DTYPES, x_layout=LAYOUTS, gy_layout=READ_LAYOUTS)
+def test_relu_and_relu_grad(impl, arrays, dtype, x_layout, gy_layout):
+    x_host, gy_host = _with_specials(arrays[0]), arrays[1]
+    x, gy = impl.put(x_host, dtype, x_layout), impl.put(gy_host, dtype, gy_layout)
+    xd, gyd = x_host.astype(dtype), gy_host.astype(dtype)
+    with np.errstate(invalid="ignore"):
+        _assert_same_bits(np.asarray(impl.host(impl.kernels.relu(x)), dtype=dtype), np.clip(xd, 0, None),
+                          signed_zeros=impl.xp is np)
+        _assert_same_bits(np.asarray(impl.host(impl.kernels.relu_grad(gy, x)), dtype=dtype), gyd * (xd > 0).astype(dtype))
+
+
+def test_compiled_relu_takes_channel_major_and_bulk_arrays():
+    # A conv output is a transposed (channel-major) view: the compiled loops take it in memory order,
+    # and arrays above the parallel threshold run in threaded chunks with the same bits.
+    impl = _compiled_impl()
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5, 4, 4), (16, 70, 32, 32)]:
+        x = np.ascontiguousarray(rng.normal(size=shape).astype(np.float32).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        gy = np.ascontiguousarray(rng.normal(size=shape).astype(np.float32).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        y, gx = impl.kernels.relu(x), impl.kernels.relu_grad(gy, x)
+        assert y.strides == x.strides and gx.strides == x.strides
+        _assert_same_bits(y, np.clip(x, 0, None))
+        _assert_same_bits(gx, gy * (x > 0).astype(np.float32))
+
+
+def test_relu_grad_needs_one_shape_and_dtype(impl):
+    x = impl.put(np.ones(4), np.float32)
+    with pytest.raises(DTypeError, match=r"x has dtype \S*float32 but gy has \S*float64; expected the same dtype"):
+        impl.kernels.relu_grad(impl.put(np.ones(4), np.float64), x)
+    with pytest.raises(ShapeError, match="shape"):
+        impl.kernels.relu_grad(impl.put(np.ones(5), np.float32), x)
+
+
+# ---------------------------------------------------------------------------------------------
 # Penalty gradients
 
 
