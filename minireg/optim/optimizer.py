@@ -316,18 +316,19 @@ class Optimizer:
     def _gradients_ok(self, active):
         """Raise for a gradient of the ``active`` parameters (per group, those with a gradient) that
         does not fit its parameter; False when one is non-finite and ``nonfinite == "skip"``, else True."""
-        grads = {}            # backend -> the gradient arrays on it, for one finiteness check each
+        grads = {}            # backend -> (the gradient arrays on it, their (group index, parameter))
         for i, params in enumerate(active):
             for p in params:
                 g, w = p.grad, p.data     # a mismatch is described (labels formatted) only when found
                 if not isinstance(g, Tensor) or g.backend is not p.backend or g.data.shape != w.shape \
                         or g.data.dtype != w.dtype:
                     self._raise_mismatch(i, p)
-                arrays = grads.get(p.backend)
-                if arrays is None:
-                    arrays = grads[p.backend] = []
-                arrays.append(g.data)
-        for backend, arrays in grads.items():
+                entry = grads.get(p.backend)
+                if entry is None:
+                    entry = grads[p.backend] = ([], [])
+                entry[0].append(g.data)
+                entry[1].append((i, p))
+        for backend, (arrays, owners) in grads.items():
             if bool(backend.to_numpy(backend.kernels.surely_finite(arrays))):     # the one read per step
                 continue
             xp = backend.xp
@@ -336,8 +337,7 @@ class Optimizer:
                 continue
             if self.nonfinite == "skip":
                 return False
-            bad = [self._label(i, p) for i, params in enumerate(active) for p in params
-                   if p.backend is backend and not bool(backend.to_numpy(xp.all(xp.isfinite(p.grad.data))))]
+            bad = [self._label(i, p) for (i, p), flag in zip(owners, finite) if not bool(backend.to_numpy(flag))]
             raise NonFiniteError(f"{type(self).__name__}.step: NaN or infinite gradient for {'; '.join(bad)}; nothing "
                                  f"was updated (lower the learning rate, clip gradients, check the loss and the data, "
                                  f"or set optimizer.nonfinite = 'skip' to skip such steps)")
