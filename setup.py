@@ -73,11 +73,13 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-# On x86 the same kernels are built a second time for AVX2 (csrc/_ckernels_avx2.pyx includes
-# _ckernels.pyx), picked at import time on CPUs that have it: 1.5x on the mixture prior's kernel and
-# AdamW on a Zen 3. Only -mavx2, no FMA, so both builds round every operation alike.
+# On x86 the same kernels are built a second time for AVX2 and FMA (csrc/_ckernels_avx2.pyx includes
+# _ckernels.pyx), picked at import time on CPUs that have both: 1.5x on the mixture prior's kernel and
+# AdamW on a Zen 3. -mfma only turns the kernels' explicit fma()/fmaf() calls into vfmadd (the
+# baseline calls libm's, correctly rounded alike); -ffp-contract=off keeps gcc from fusing any other
+# a*b + c, so both builds round every operation alike and give the same bits.
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-AVX2_FLAGS = {"unix": ["-mavx2"], "msvc": ["/arch:AVX2"]}
+AVX2_FLAGS = {"unix": ["-mavx2", "-mfma", "-ffp-contract=off"], "msvc": ["/arch:AVX2"]}
 
 EXTENSIONS = [Extension("minireg._ckernels", ["csrc/_ckernels.pyx"])]
 if X86:

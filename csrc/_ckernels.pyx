@@ -30,22 +30,23 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Whether the CPU (and the OS) support AVX2: then minireg.kernels.compiled uses the AVX2 build. */
-    static int minireg_cpu_has_avx2(void) {
+    /* Whether the CPU (and the OS) support AVX2 and FMA: then minireg.kernels.compiled uses the
+       AVX2 build (built with -mavx2 -mfma; AVX2 alone would not do, the build runs vfmadd). */
+    static int minireg_cpu_has_avx2_fma(void) {
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") != 0;
+        return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
     #else
         return 0;
     #endif
     }
     """
-    int minireg_cpu_has_avx2() noexcept nogil
+    int minireg_cpu_has_avx2_fma() noexcept nogil
 
 
-def cpu_has_avx2():
-    """True when this CPU runs AVX2 code (then the ``_ckernels_avx2`` build applies)."""
-    return bool(minireg_cpu_has_avx2())
+def cpu_has_avx2_fma():
+    """True when this CPU runs AVX2 and FMA code (then the ``_ckernels_avx2`` build applies)."""
+    return bool(minireg_cpu_has_avx2_fma())
 
 
 cdef extern from *:

@@ -27,11 +27,11 @@ def _native(written, read=()):
 
 def compiled_module():
     """The build of ``minireg._ckernels`` for this CPU: ``_ckernels_avx2`` (the same loops with 256-bit
-    vectors and the same results) where the CPU has AVX2 and that build exists (x86 only), else the
-    baseline ``_ckernels``."""
+    vectors and hardware fused multiply-adds where the kernels call fma, the same results) where the
+    CPU has AVX2 and FMA and that build exists (x86 only), else the baseline ``_ckernels``."""
     from minireg import _ckernels
 
-    if _ckernels.cpu_has_avx2():
+    if _ckernels.cpu_has_avx2_fma():
         try:
             from minireg import _ckernels_avx2
         except ImportError:     # built before the AVX2 variant existed, or not on x86
