@@ -54,8 +54,8 @@ class Mul(Function):
     def forward(self, a, b): return a * b
 
     def backward(self, gy):
-        a, b = self.inputs
-        return gy * b, gy * a
+        (a, b), (need_a, need_b) = self.inputs, self.needs_input_grad
+        return gy * b if need_a else None, gy * a if need_b else None
 
 
 class Div(Function):
@@ -389,7 +389,6 @@ class SumTo(Function):
     """Sum a broadcast array back down to ``shape`` (the adjoint of broadcast_to)."""
 
     saves = ()
-    saves = (0, "output")
 
     def __init__(self, shape):
         self.shape = tuple(shape)

@@ -29,8 +29,9 @@ class Linear(Function):
         x, w = self.inputs[0], self.inputs[1]
         need = self.needs_input_grad
         gx = matmul(gy, w) if need[0] else None
-        gy_2d = reshape(gy, (-1, gy.shape[-1]))
-        gw = MatMul(transpose_a=True)(gy_2d, reshape(x, (-1, x.shape[-1]))) if need[1] else None
+        gy_2d = gy if gy.ndim == 2 else reshape(gy, (-1, gy.shape[-1]))
+        x_2d = x if x.ndim == 2 else reshape(x, (-1, x.shape[-1]))
+        gw = MatMul(transpose_a=True)(gy_2d, x_2d) if need[1] else None
         if len(self.inputs) == 2:
             return gx, gw
         return gx, gw, sum(gy_2d, axis=0) if need[2] else None
