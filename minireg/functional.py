@@ -686,23 +686,13 @@ class LeakyReLU(Function):
     def __init__(self, negative_slope):
         self.slope = negative_slope
 
-    def forward(self, a):
-        # max(a, slope a) for slope <= 1, else min: the values of where(a > 0, a, slope a), bit for
-        # bit, in one fast pass (NumPy's where is several times slower than maximum). Not for slope
-        # 0, where inf * 0 would give NaN.
-        xp, s = self.xp, self.slope
-        if s == 0:
-            return xp.where(a > 0, a, a * s)
-        return xp.maximum(a, a * s) if s <= 1 else xp.minimum(a, a * s)
+    def forward(self, a): return self.backend.kernels.leaky_relu(a, self.slope)
 
     def backward(self, gy):
-        xp, a = self.xp, self.inputs[0].data
-        positive = xp.astype(a > 0, a.dtype)
-        if 0 <= self.slope <= 1:       # max(1, slope) = 1 and max(0, slope) = slope
-            slopes = xp.maximum(positive, self.backend.asarray(self.slope, dtype=a.dtype))
-        else:
-            slopes = xp.where(a > 0, positive, xp.ones_like(a) * self.slope)
-        return (gy * self.const(slopes),)
+        a, kernels = self.inputs[0].data, self.backend.kernels
+        if is_grad_enabled() or gy.dtype != a.dtype:   # create_graph: a product with the slopes, differentiable in gy
+            return (gy * self.const(kernels.leaky_relu_slopes(a, self.slope)),)
+        return (self.const(kernels.leaky_relu_grad(gy.data, a, self.slope)),)    # the same values, one pass
 
 
 class ELU(Function):
@@ -767,11 +757,13 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     saves = ("output",)
-    def forward(self, a): return self.xp.tanh(a)
+    def forward(self, a): return self.backend.kernels.tanh(a)
 
     def backward(self, gy):
         y = self.output
-        return (gy * (1 - y * y),)
+        if is_grad_enabled() or gy.dtype != y.dtype:   # create_graph: differentiable in gy and y
+            return (gy * (1 - y * y),)
+        return (self.const(self.backend.kernels.tanh_grad(gy.data, y.data)),)    # the same values, one pass
 
 
 class Softplus(Function):

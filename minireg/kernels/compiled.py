@@ -196,6 +196,39 @@ class CompiledKernels(Kernels):
         self._ck.relu_grad(_dense_flat(gy), flat_x, _dense_flat(gx))
         return gx
 
+    @staticmethod
+    def _one_pass(kernel, x, *read, scalars=()):
+        """``kernel(*read, x, out, *scalars)`` on 1-D views in memory order, into a new array ``out``
+        with x's layout; None (then the caller takes the reference) unless x is dense and the other
+        arrays are NumPy arrays with its strides."""
+        flat = _dense_flat(x)
+        if flat is None or any(type(a) is not numpy.ndarray or a.strides != x.strides for a in read):
+            return None
+        out = numpy.empty_like(x)
+        kernel(*[_dense_flat(a) for a in read], flat, _dense_flat(out), *scalars)
+        return out
+
+    def _tanh(self, x):
+        # float32 only (float64 keeps NumPy's, with its libm accuracy)
+        y = self._one_pass(self._ck.tanh, x) if x.dtype == numpy.float32 else None
+        return super()._tanh(x) if y is None else y
+
+    def _tanh_grad(self, gy, y):
+        gx = self._one_pass(self._ck.tanh_grad, y, gy)
+        return super()._tanh_grad(gy, y) if gx is None else gx
+
+    def _leaky_relu(self, x, slope):
+        y = self._one_pass(self._ck.leaky_relu, x, scalars=(slope,))
+        return super()._leaky_relu(x, slope) if y is None else y
+
+    def _leaky_relu_slopes(self, x, slope):
+        slopes = self._one_pass(self._ck.leaky_relu_slopes, x, scalars=(slope,))
+        return super()._leaky_relu_slopes(x, slope) if slopes is None else slopes
+
+    def _leaky_relu_grad(self, gy, x, slope):
+        gx = self._one_pass(self._ck.leaky_relu_grad, x, gy, scalars=(slope,))
+        return super()._leaky_relu_grad(gy, x, slope) if gx is None else gx
+
     def _im2col(self, x, kernel, stride, padding, dilation, grid, pad_value):
         if not (type(x) is numpy.ndarray and x.dtype in _FLOAT_DTYPES and x.size):
             return super()._im2col(x, kernel, stride, padding, dilation, grid, pad_value)
