@@ -42,7 +42,8 @@ def relu_grad(const floating[::1] gy, const floating[::1] x, floating[::1] gx):
 # tanh in float32 as plain arithmetic, so that its loop vectorizes: np.tanh has no SIMD float32 loop
 # on x86 (2.6 ns an element, 20x a multiply). Both branches are computed and one selected; NaN fails
 # the comparison and takes the polynomial, which passes it on. The sign is restored last (-0.0 stays).
-# Max error against float64 np.tanh, rounded to float32: see tests/kernels/test_kernels.py (ERROR_ULPS).
+# Max error against float64 tanh: 1.57 ulp of the float32 result over every positive float32 (checked
+# exhaustively; tanh is odd), at x = 0.856; tests/kernels/test_kernels.py bounds it by TANH_ULPS = 2.
 cdef extern from *:
     """
     static inline float minireg_tanh_f(float x) {
