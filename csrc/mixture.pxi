@@ -8,10 +8,12 @@ from libc.stdint cimport int64_t
 
 cdef enum:
     MIXTURE_MAX_COMPONENTS = 64    # the components' scalars and work arrays live on the stack
-    MIXTURE_BLOCK = 64             # weights per block
-    MIXTURE_LANES = 32             # per-component sums kept per lane: a block's two halves share them
-    MIXTURE_CHUNK_BLOCKS = 32      # blocks per chunk: one unit of a thread's work, with its own sums
+    MIXTURE_BLOCK = 128            # weights per block (64: 6% slower, 256: 4%, on a Zen 3)
+    MIXTURE_LANES = 64             # per-component sums kept per lane: a block's two halves share them
+    MIXTURE_CHUNK_BLOCKS = 16      # blocks per chunk: one unit of a thread's work, with its own sums
     MIXTURE_PARALLEL_MIN_PAIRS = 1 << 18   # (weights x components) below which one thread does it all
+    MIXTURE_FLUSH_FLOAT = -100     # 2^t below 2^this is taken as 0 (see _mixture_exp2)
+    MIXTURE_FLUSH_DOUBLE = -1000
 
 cdef double LOG_2PI = 1.8378770664093453
 cdef double LN2 = 0.6931471805599453
@@ -26,9 +28,8 @@ cdef extern from *:
     """
     /* 2^t for t <= 0 in float, as plain arithmetic so that loops calling it vectorize: t = n + f,
        n = round(t), |f| <= 1/2, 2^f by a degree-5 minimax polynomial (relative error 7.5e-8, 2.3e-7
-       with float rounding), 2^n from the bits of the rounding sum. Results below 2^-100 are
-       flushed to 0, so that no product formed from them is subnormal (about 100 cycles an
-       operation on some CPUs); see MIXTURE_TINY for why that changes no sum. */
+       with float rounding), 2^n from the bits of the rounding sum. For -100 <= t <= 0 (below, see
+       _mixture_exp2). */
     static inline float minireg_mixture_exp2_f(float t) {
         /* 1.5 * 2^23 + 127: k's low mantissa bits hold round(t) + 127, the exponent bits of 2^n */
         float k = t + 12583039.0f;
@@ -40,7 +41,7 @@ cdef extern from *:
         memcpy(&bits, &k, 4);
         bits = (int32_t)((uint32_t)bits << 23);
         memcpy(&scale, &bits, 4);
-        return t < -100.0f ? 0.0f : p * scale;
+        return p * scale;
     }
     """
     float minireg_mixture_exp2_f(float t) noexcept nogil
@@ -80,31 +81,58 @@ cdef inline floating _exponent(floating x, floating muj, floating hj, floating c
     return _fma(-(hj * d), d, cj)
 
 
-cdef inline floating _mixture_exp2(floating t) noexcept nogil:
+cdef inline floating _mixture_exp2(floating t, bint flush) noexcept nogil:
+    """2^t for t <= 0, flushed to 0 below MIXTURE_FLUSH_FLOAT (MIXTURE_FLUSH_DOUBLE) so that no
+    product formed from it is subnormal (about 100 cycles an operation on some CPUs; see
+    MIXTURE_TINY for why that changes no sum). ``flush`` is a constant where inlined: off only
+    where no t can be that small, which gives the same bits without the compare and select."""
     if floating is float:
-        return minireg_mixture_exp2_f(t)
+        return 0 if flush and t < MIXTURE_FLUSH_FLOAT else minireg_mixture_exp2_f(t)
     else:
-        return 0 if t < -1000 else minireg_exp_nonpositive_d(t * LN2)
+        return 0 if flush and t < MIXTURE_FLUSH_DOUBLE else minireg_exp_nonpositive_d(t * LN2)
 
 
-cdef inline void _block_exps(const floating* x, const floating* mu, const floating* h, const floating* c,
-                             Py_ssize_t J, const floating* shift, bint shifted, floating* e,
-                             floating* s) noexcept nogil:
-    """e[j, b] = 2^(t_bj - shift_b) (shift_b only when ``shifted``) with t_bj = c_j - h_j (x_b - mu_j)^2,
-    and s_b = sum_j e[j, b]. Inlined with ``shifted`` a constant: the unshifted loop has no subtraction."""
-    cdef Py_ssize_t j, b
-    cdef floating t, muj, hj, cj
-    cdef floating *ej
+cdef inline bint _may_flush(floating x_min, floating x_max, floating muj, floating hj, floating cj) noexcept nogil:
+    """Whether some t_bj of a block whose weights lie in [x_min, x_max] may be flushed (see _mixture_exp2).
+    The rounded t = _exponent(x) never increases as |x - mu_j| grows (every rounding is monotone), so
+    its smallest value over the block is at x_min or x_max; a NaN weight changes nothing (it gives a
+    NaN either way), and an infinite one gives t = -inf: flushed."""
+    cdef floating limit = MIXTURE_FLUSH_FLOAT if floating is float else MIXTURE_FLUSH_DOUBLE
+    return not (_exponent(x_min, muj, hj, cj) >= limit and _exponent(x_max, muj, hj, cj) >= limit)
+
+
+cdef inline void _component_exps(const floating* x, floating muj, floating hj, floating cj, const floating* shift,
+                                 bint shifted, bint flush, bint first, floating* ej, floating* s) noexcept nogil:
+    """One component's row of _block_exps: ej[b] = 2^(t_bj - shift_b), added to s_b (``first``: s_b set
+    to it, as 0 + it, which spares a zeroing pass). Inlined with the flags constants."""
+    cdef Py_ssize_t b
+    cdef floating t
     for b in range(MIXTURE_BLOCK):
-        s[b] = 0
+        t = _exponent(x[b], muj, hj, cj)
+        if shifted:
+            t = t - shift[b]
+        ej[b] = _mixture_exp2(t, flush)
+        s[b] = ej[b] if first else s[b] + ej[b]
+
+
+cdef inline void _block_exps(const floating* x, floating x_min, floating x_max, const floating* mu,
+                             const floating* h, const floating* c, Py_ssize_t J, const floating* shift,
+                             bint shifted, floating* e, floating* s) noexcept nogil:
+    """e[j, b] = 2^(t_bj - shift_b) (shift_b only when ``shifted``) with t_bj = c_j - h_j (x_b - mu_j)^2,
+    and s_b = sum_j e[j, b] (J >= 1); x_min and x_max bound the block's weights. Inlined with
+    ``shifted`` a constant: the unshifted loop has no subtraction, and a component none of whose
+    t_bj can be flushed (_may_flush) goes through a loop without the flush's compare and select."""
+    cdef Py_ssize_t j
     for j in range(J):
-        muj, hj, cj, ej = mu[j], h[j], c[j], &e[j * MIXTURE_BLOCK]
-        for b in range(MIXTURE_BLOCK):
-            t = _exponent(x[b], muj, hj, cj)
-            if shifted:
-                t = t - shift[b]
-            ej[b] = _mixture_exp2(t)
-            s[b] = s[b] + ej[b]
+        if shifted or _may_flush(x_min, x_max, mu[j], h[j], c[j]):
+            if j == 0:
+                _component_exps(x, mu[j], h[j], c[j], shift, shifted, True, True, e, s)
+            else:
+                _component_exps(x, mu[j], h[j], c[j], shift, shifted, True, False, &e[j * MIXTURE_BLOCK], s)
+        elif j == 0:
+            _component_exps(x, mu[j], h[j], c[j], shift, False, False, True, e, s)
+        else:
+            _component_exps(x, mu[j], h[j], c[j], shift, False, False, False, &e[j * MIXTURE_BLOCK], s)
 
 
 cdef inline void _block_max(const floating* x, const floating* mu, const floating* h, const floating* c,
@@ -119,6 +147,24 @@ cdef inline void _block_max(const floating* x, const floating* mu, const floatin
         for b in range(MIXTURE_BLOCK):
             t = _exponent(x[b], muj, hj, cj)
             m[b] = t if t > m[b] else m[b]
+
+
+cdef inline void _block_range(const floating* x, floating* x_min, floating* x_max) noexcept nogil:
+    """The smallest and largest of a block's weights (for _may_flush), by halving: elementwise loops
+    over contiguous arrays, which vectorize."""
+    cdef floating lo[MIXTURE_LANES]    # MIXTURE_LANES: half a block
+    cdef floating hi[MIXTURE_LANES]
+    cdef Py_ssize_t b, half = MIXTURE_LANES
+    for b in range(MIXTURE_LANES):
+        lo[b] = x[b] if x[b] < x[b + half] else x[b + half]
+        hi[b] = x[b] if x[b] > x[b + half] else x[b + half]
+    half //= 2
+    while half > 0:
+        for b in range(half):
+            lo[b] = lo[b] if lo[b] < lo[b + half] else lo[b + half]
+            hi[b] = hi[b] if hi[b] > hi[b + half] else hi[b + half]
+        half //= 2
+    x_min[0], x_max[0] = lo[0], hi[0]
 
 
 cdef inline double _lane_sum(const floating* lane) noexcept nogil:
@@ -151,10 +197,11 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
     cdef Py_ssize_t blk, i0, b, j, k, nb
     cdef floating e[MIXTURE_MAX_COMPONENTS * MIXTURE_BLOCK]
     cdef floating lanes[3 * MIXTURE_MAX_COMPONENTS * MIXTURE_LANES]
-    cdef floating x[MIXTURE_BLOCK]
+    cdef floating x[MIXTURE_BLOCK]     # a last, partial block, padded
+    cdef floating g[MIXTURE_BLOCK]
+    cdef const floating* xs            # the block's weights: in place, or x
     cdef floating shift[MIXTURE_BLOCK]
     cdef floating s[MIXTURE_BLOCK]
-    cdef floating g[MIXTURE_BLOCK]
     cdef floating inv[MIXTURE_BLOCK]
     cdef double products[8]
     cdef int64_t exponents[8]
@@ -162,7 +209,7 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
     cdef floating *l0
     cdef floating *l1
     cdef floating *l2
-    cdef floating d, r, rd, d_hi, r_hi, rd_hi, muj, lamj
+    cdef floating d, r, rd, d_hi, r_hi, rd_hi, muj, lamj, x_min, x_max
     cdef double total = 0
     cdef floating tiny = <floating>MIXTURE_TINY
     cdef int too_small
@@ -174,17 +221,21 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
     for blk in range((n + MIXTURE_BLOCK - 1) // MIXTURE_BLOCK):
         i0 = blk * MIXTURE_BLOCK
         nb = min(<Py_ssize_t>MIXTURE_BLOCK, n - i0)
-        for b in range(MIXTURE_BLOCK):
-            x[b] = w[i0 + b] if b < nb else w[i0]     # padding: a real weight, so s_b is never too small
-            g[b] = 0
-        _block_exps(x, mu, h, c, J, shift, False, e, s)
+        if nb == MIXTURE_BLOCK:
+            xs = &w[i0]
+        else:
+            for b in range(MIXTURE_BLOCK):
+                x[b] = w[i0 + b] if b < nb else w[i0]     # padding: a real weight, so s_b is never too small
+            xs = x
+        _block_range(xs, &x_min, &x_max)
+        _block_exps(xs, x_min, x_max, mu, h, c, J, shift, False, e, s)
         too_small = 0
         for b in range(MIXTURE_BLOCK):
             too_small = too_small | (s[b] < tiny)
         total += nb * bound
         if too_small:
-            _block_max(x, mu, h, c, J, shift)
-            _block_exps(x, mu, h, c, J, shift, True, e, s)
+            _block_max(xs, mu, h, c, J, shift)
+            _block_exps(xs, x_min, x_max, mu, h, c, J, shift, True, e, s)
             for b in range(nb):
                 total += LN2 * shift[b]
         for b in range(nb, MIXTURE_BLOCK):     # padding: a sum of 1 (log 0), responsibilities 0
@@ -206,16 +257,20 @@ cdef double _mixture_range(const floating* w, Py_ssize_t n, const floating* mu, 
             l0 = &lanes[3 * j * MIXTURE_LANES]
             l1, l2 = l0 + MIXTURE_LANES, l0 + 2 * MIXTURE_LANES
             for b in range(MIXTURE_LANES):
-                d, d_hi = x[b] - muj, x[b + MIXTURE_LANES] - muj
+                d, d_hi = xs[b] - muj, xs[b + MIXTURE_LANES] - muj
                 r, r_hi = ej[b] * inv[b], ej[b + MIXTURE_LANES] * inv[b + MIXTURE_LANES]
                 rd, rd_hi = r * d, r_hi * d_hi
-                g[b] = _fma(rd, lamj, g[b])
-                g[b + MIXTURE_LANES] = _fma(rd_hi, lamj, g[b + MIXTURE_LANES])
+                g[b] = _fma(rd, lamj, 0 if j == 0 else g[b])      # no zeroing pass (J >= 1)
+                g[b + MIXTURE_LANES] = _fma(rd_hi, lamj, 0 if j == 0 else g[b + MIXTURE_LANES])
                 l0[b] = l0[b] + (r + r_hi)
                 l1[b] = l1[b] + (rd + rd_hi)
                 l2[b] = _fma(rd_hi, d_hi, _fma(rd, d, l2[b]))
-        for b in range(nb):
-            grad_w[i0 + b] = g[b]
+        if nb == MIXTURE_BLOCK:    # a constant count: vector moves, not a string copy's slow start
+            for b in range(MIXTURE_BLOCK):
+                grad_w[i0 + b] = g[b]
+        else:
+            for b in range(nb):
+                grad_w[i0 + b] = g[b]
     for j in range(J):
         for k in range(3):
             stats[k * J + j] += _lane_sum(&lanes[(3 * j + k) * MIXTURE_LANES])

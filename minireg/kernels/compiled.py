@@ -171,7 +171,7 @@ class CompiledKernels(Kernels):
         return super().surely_finite(arrays) if finite < 0 else numpy.bool_(finite)
 
     def _mixture_nll(self, ws, means, log_precisions, log_mix):
-        if not (_native((), (means, log_precisions, log_mix)) and means.shape[0] <= self._ck.MAX_MIXTURE_COMPONENTS
+        if not (_native((), (means, log_precisions, log_mix)) and 0 < means.shape[0] <= self._ck.MAX_MIXTURE_COMPONENTS
                 and all(type(w) is numpy.ndarray for w in ws)):
             return super()._mixture_nll(ws, means, log_precisions, log_mix)
         # the weights as they are (1-D views; a copy only for a non-contiguous array), no concatenation

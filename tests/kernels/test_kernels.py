@@ -991,6 +991,26 @@ def test_mixture_nll_is_exact_far_from_every_component(impl, dtype):
         np.testing.assert_allclose(impl.host(x), e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixture_nll_weight_gradient_does_not_depend_on_the_other_weights(impl, dtype):
+    """Each weight's gradient is its own, to the bit, whether the other weights of its block are
+    near every component or some are far from the sharp ones (the compiled kernel then forms
+    those components' terms with the flush of negligible terms to 0, elsewhere without it; the
+    far weights stay near the broad component, so no block is redone shifted)."""
+    w = np.random.default_rng(9).uniform(-0.1, 0.1, 1000)
+    far = np.zeros(w.shape, bool)
+    far[::50] = True
+    w_far = np.where(far, 1.5, w)
+    components = (np.array([0.0, 0.0, 0.05]), np.array([8.0, 0.0, 6.0]), np.log([0.5, 0.3, 0.2]))
+    grads = [impl.host(impl.kernels.mixture_nll([impl.put(x, dtype)], *(impl.put(c, dtype) for c in components))[1][0])
+             for x in (w, w_far)]
+    np.testing.assert_array_equal(grads[0][~far], grads[1][~far])
+    expected = mixture_expected(*rounded([w_far, *components], dtype))[1]
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(grads[1], expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
+    assert np.all(grads[1][far] != grads[0][far])
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_mixture_nll_passes_nan_and_infinity_on(impl, bad):
     w = 0.3 * np.random.default_rng(8).standard_normal(300)
