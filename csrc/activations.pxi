@@ -39,34 +39,6 @@ def relu_grad(const floating[::1] gy, const floating[::1] x, floating[::1] gx):
                 _relu_grad_range(&gy[0], &x[0], &gx[0], c * PARALLEL_CHUNK, min(n, (c + 1) * PARALLEL_CHUNK))
 
 
-# tanh in float32 as plain arithmetic, so that its loop vectorizes: np.tanh has no SIMD float32 loop
-# on x86 (2.6 ns an element, 20x a multiply). Both branches are computed and one selected; NaN fails
-# the comparison and takes the polynomial, which passes it on. The sign is restored last (-0.0 stays).
-# Max error against float64 tanh: 1.57 ulp of the float32 result over every positive float32 (checked
-# exhaustively; tanh is odd), at x = 0.856; tests/kernels/test_kernels.py bounds it by TANH_ULPS = 2.
-cdef extern from *:
-    """
-    static inline float minireg_tanh_f(float x) {
-        float a = fabsf(x), z = a * a;
-        /* |x| < 0.625: Cephes tanhf's odd polynomial a + a z P(z) */
-        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
-                        + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * a + a;
-        /* above: (1 - e) / (1 + e) with e = exp(-2|x|) in [1e-38, 0.29] (the exp clamps at -87, where
-           the quotient has long been 1, so infinity gives 1) */
-        float e = minireg_exp_nonpositive_f(-2.0f * a);
-        float large = (1.0f - e) / (1.0f + e);
-        return copysignf(a >= 0.625f ? large : small, x);
-    }
-    """
-    float minireg_tanh_f(float x) noexcept nogil
-
-
-cdef inline void _tanh_range(const float* x, float* y, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, stop):
-        y[i] = minireg_tanh_f(x[i])
-
-
 cdef inline void _tanh_grad_range(const floating* gy, const floating* y, floating* gx,
                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i
@@ -93,17 +65,6 @@ cdef inline void _leaky_relu_slopes_range(const floating* x, floating* slopes, f
     cdef Py_ssize_t i
     for i in range(start, stop):
         slopes[i] = 1 if x[i] > 0 else slope
-
-
-def tanh(const float[::1] x, float[::1] y):
-    """y = tanh(x), float32 only"""
-    cdef Py_ssize_t c, n = x.shape[0], chunks = (n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
-    with nogil:
-        if n < PARALLEL_MIN_SIZE:
-            _tanh_range(&x[0], &y[0], 0, n)
-        else:
-            for c in prange(chunks, schedule="static"):
-                _tanh_range(&x[0], &y[0], c * PARALLEL_CHUNK, min(n, (c + 1) * PARALLEL_CHUNK))
 
 
 def tanh_grad(const floating[::1] gy, const floating[::1] y, floating[::1] gx):

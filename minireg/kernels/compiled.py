@@ -208,11 +208,6 @@ class CompiledKernels(Kernels):
         kernel(*[_dense_flat(a) for a in read], flat, _dense_flat(out), *scalars)
         return out
 
-    def _tanh(self, x):
-        # float32 only (float64 keeps NumPy's, with its libm accuracy)
-        y = self._one_pass(self._ck.tanh, x) if x.dtype == numpy.float32 else None
-        return super()._tanh(x) if y is None else y
-
     def _tanh_grad(self, gy, y):
         gx = self._one_pass(self._ck.tanh_grad, y, gy)
         return super()._tanh_grad(gy, y) if gx is None else gx

@@ -434,13 +434,6 @@ class Kernels:
     def _relu_grad(self, gy, x):
         return gy * self.xp.astype(x > 0, x.dtype)
 
-    def tanh(self, x):
-        """tanh(x) elementwise, as a new array"""
-        return self._tanh(x)
-
-    def _tanh(self, x):
-        return self.xp.tanh(x)
-
     def tanh_grad(self, gy, y):
         """gy * (1 - y * y) for y = tanh(x) (each step rounded), as a new array; gy and y of one shape and dtype"""
         _check_arrays(self.xp, gy=gy, y=y)
