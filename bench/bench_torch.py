@@ -25,10 +25,13 @@ repeats):
   Target <= 2x (minireg with / minireg without; the NumPy column holds the step without the prior).
 
 Timing: many short samples (bench/_common.timeit), the minimum reported; on a busy machine compare
-only ratios from one run. With --threads > 1, OMP_WAIT_POLICY=PASSIVE is set unless already set.
+only ratios from one run. With several rows each runs in a fresh process (``--isolate yes``, the
+default): after the GAN row, the add chain's minimum in the same process was sometimes 7.7 us per op
+instead of 4.7 (a state a row leaves behind, not noise: every sample of the run was slow). With --threads > 1, OMP_WAIT_POLICY=PASSIVE is set unless already set.
 glibc's malloc thresholds are fixed first (--malloc steady, the default; see steady_malloc).
 """
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,7 +40,8 @@ from _common import parse_args, timeit  # noqa: E402
 
 ROWS = ("cnn", "gan", "mlp", "chain", "prox", "sws")
 args = parse_args(__doc__.splitlines()[0], rows=(str, ",".join(ROWS), "comma-separated rows to run"),
-                  malloc=(str, "steady", "glibc malloc: 'steady' (fixed thresholds, see steady_malloc) or 'default'"))
+                  malloc=(str, "steady", "glibc malloc: 'steady' (fixed thresholds, see steady_malloc) or 'default'"),
+                  isolate=(str, "yes", "'yes': with several rows, each in a fresh process; 'no': all in this one"))
 
 
 def steady_malloc():
@@ -309,7 +313,15 @@ def main():
           f"kernels={mr.get_backend('numpy').kernels.name} repeat={args.repeat} malloc={MALLOC}")
     print("| row | threads | minireg min / med | PyTorch min / med | NumPy min / med | ratio | target | met |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in args.rows.split(","):
+    rows = args.rows.split(",")
+    if len(rows) > 1 and args.isolate == "yes":
+        for name in rows:    # the same options, one row: its last line is the row's table line
+            argv = [sys.executable, __file__, "--threads", str(args.threads), "--repeat", str(args.repeat),
+                    "--malloc", args.malloc, "--rows", name]
+            done = subprocess.run(argv, capture_output=True, text=True, check=True)
+            print(done.stdout.strip().splitlines()[-1], flush=True)
+        return
+    for name in rows:
         fns = BUILDERS[name]()
         if name in ("cnn", "mlp", "gan"):  # same computation: the first losses agree
             a = np.array([fns["minireg"]() for _ in range(2)], dtype=np.float64)
