@@ -3,7 +3,7 @@
     python bench/bench_engine.py --threads 1
 
 1. A chain of 100 small ops on 4-element float32 tensors (multiply, add, tanh, subtract, repeated),
-   forward + backward. Target: under 10 us per op (PyTorch eager needs ~14 on these machines).
+   forward + backward. Target: under 10 us per op (bench_torch.py's add chain compares with PyTorch).
 2. A 512x512 float32 matmul forward + backward (three GEMMs). Target: within 1.2x of NumPy.
 """
 import sys
