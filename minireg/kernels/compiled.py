@@ -180,33 +180,25 @@ class CompiledKernels(Kernels):
         return (numpy.asarray(nll, dtype=means.dtype), tuple(g.reshape(w.shape) for g, w in zip(grads_w, ws)),
                 d_means, d_log_precisions, d_log_mix)
 
-    def _relu(self, x):
-        flat = _dense_flat(x)
-        if flat is None:
-            return super()._relu(x)
-        y = numpy.empty_like(x)          # x's layout (a conv output is channel-major)
-        self._ck.relu(flat, _dense_flat(y))
-        return y
-
-    def _relu_grad(self, gy, x):
-        flat_x = _dense_flat(x)
-        if flat_x is None or gy.strides != x.strides or type(gy) is not numpy.ndarray:
-            return super()._relu_grad(gy, x)
-        gx = numpy.empty_like(x)
-        self._ck.relu_grad(_dense_flat(gy), flat_x, _dense_flat(gx))
-        return gx
-
     @staticmethod
     def _one_pass(kernel, x, *read, scalars=()):
         """``kernel(*read, x, out, *scalars)`` on 1-D views in memory order, into a new array ``out``
-        with x's layout; None (then the caller takes the reference) unless x is dense and the other
-        arrays are NumPy arrays with its strides."""
+        with x's layout (a conv output is channel-major); None (then the caller takes the reference)
+        unless x is dense and the other arrays are NumPy arrays with its strides."""
         flat = _dense_flat(x)
         if flat is None or any(type(a) is not numpy.ndarray or a.strides != x.strides for a in read):
             return None
         out = numpy.empty_like(x)
         kernel(*[_dense_flat(a) for a in read], flat, _dense_flat(out), *scalars)
         return out
+
+    def _relu(self, x):
+        y = self._one_pass(self._ck.relu, x)
+        return super()._relu(x) if y is None else y
+
+    def _relu_grad(self, gy, x):
+        gx = self._one_pass(self._ck.relu_grad, x, gy)
+        return super()._relu_grad(gy, x) if gx is None else gx
 
     def _tanh_grad(self, gy, y):
         gx = self._one_pass(self._ck.tanh_grad, y, gy)
