@@ -254,9 +254,8 @@ class SoftWeightSharing(Module, Penalty):
         if arrays is None:
             hyper = (None, None)
             if self.precision_prior is not None:
-                (a0, b0), (a, b) = self.precision_prior
-                rest = self.n_components - 1
-                hyper = (backend.asarray([1 - a0] + [1 - a] * rest, dtype=dtype), backend.asarray([b0] + [b] * rest, dtype=dtype))
+                shapes, rates = self._precision_prior_lists()
+                hyper = (backend.asarray([1 - a for a in shapes], dtype=dtype), backend.asarray(rates, dtype=dtype))
             arrays = (backend.asarray([0.0], dtype=dtype), backend.asarray([math.log(self.pi_zero)], dtype=dtype), *hyper)
             self._fixed[key] = arrays
         return arrays
@@ -288,10 +287,14 @@ class SoftWeightSharing(Module, Penalty):
     def _hyperprior(self, gamma):
         if self.precision_prior is None:
             return None
+        shape, rate = map(self._constant, self._precision_prior_lists())
+        return self.tau * ((1 - shape) * gamma + rate * gamma.exp()).sum()
+
+    def _precision_prior_lists(self):
+        """The Gamma hyper-priors' shapes a_j and rates b_j, one per component (component 0 first)."""
         (a0, b0), (a, b) = self.precision_prior
         rest = self.n_components - 1
-        shape, rate = self._constant([a0] + [a] * rest), self._constant([b0] + [b] * rest)
-        return self.tau * ((1 - shape) * gamma + rate * gamma.exp()).sum()
+        return [a0] + [a] * rest, [b0] + [b] * rest
 
     def reference_value(self, weights, means=None, log_precisions=None, mixing_logits=None, with_hyperprior=True):
         """tau * sum over ``weights`` of ``mixture_nll_reference`` (+ ``hyperprior``), from core ops: the
