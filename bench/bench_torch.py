@@ -27,7 +27,8 @@ repeats):
 Timing: many short samples (bench/_common.timeit), the minimum reported; on a busy machine compare
 only ratios from one run. With several rows each runs in a fresh process (``--isolate yes``, the
 default): after the GAN row, the add chain's minimum in the same process was sometimes 7.7 us per op
-instead of 4.7 (a state a row leaves behind, not noise: every sample of the run was slow). With --threads > 1, OMP_WAIT_POLICY=PASSIVE is set unless already set.
+instead of 4.7 (a state a row leaves behind, not noise: every sample of the run was slow). With
+--threads > 1, OMP_WAIT_POLICY=PASSIVE is set unless already set.
 glibc's malloc thresholds are fixed first (--malloc steady, the default; see steady_malloc).
 """
 import os
